@@ -1,0 +1,204 @@
+#include "core/worker.h"
+
+#include "core/conf.h"
+#include "core/errors.h"
+#include "core/module.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include <stdlib.h>
+#include <time.h>
+
+uint64_t kl_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void worker_adopt_pending(kl_worker_t *w)
+{
+    const kl_conf_t *next;
+
+    pthread_mutex_lock(&w->lock);
+    next = w->pending;
+    w->pending = NULL;
+    pthread_mutex_unlock(&w->lock);
+    if (next == NULL)
+        return;
+    for (int i = 0; kl_modules[i] != NULL; i++) {
+        if (kl_modules[i]->reload != NULL)
+            kl_modules[i]->reload(w, w->conf->mod_conf[i], next->mod_conf[i]);
+    }
+    if (w->hooks != NULL && w->hooks->reload != NULL)
+        w->hooks->reload(w, w->conf, next);
+    kl_conf_unref(w->conf);
+    w->conf = next;
+    kl_log(KL_LOG_INFO, &w->log, "event=config_adopted version=%llu",
+           (unsigned long long)next->version);
+}
+
+static void worker_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kl_worker_t *w = arg;
+    bool stopping;
+
+    (void)fd;
+    (void)what;
+    worker_adopt_pending(w);
+    pthread_mutex_lock(&w->lock);
+    stopping = w->stopping;
+    pthread_mutex_unlock(&w->lock);
+    if (stopping)
+        event_base_loopbreak(w->base);
+}
+
+kl_worker_t *kl_worker_new(unsigned id, const kl_conf_t *conf, const kl_worker_hooks_t *hooks)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    kl_worker_t *w;
+
+    /* libevent's cross-thread event_active needs its locking turned on
+     * before any base exists. */
+    pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->id = id;
+    w->hooks = hooks;
+    w->log.worker = (int)id;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->started_cv, NULL);
+    w->base = event_base_new();
+    if (w->base == NULL)
+        goto fail;
+    w->wake = event_new(w->base, -1, 0, worker_wake_cb, w);
+    if (w->wake == NULL)
+        goto fail;
+    w->conf = kl_conf_ref(conf);
+    return w;
+fail:
+    kl_worker_free(w);
+    return NULL;
+}
+
+static int worker_start(kl_worker_t *w)
+{
+    int rc = KL_OK;
+    int i;
+
+    for (i = 0; kl_modules[i] != NULL; i++) {
+        if (kl_modules[i]->init == NULL)
+            continue;
+        rc = kl_modules[i]->init(w, w->conf->mod_conf[i]);
+        if (rc != KL_OK)
+            break;
+    }
+    if (rc == KL_OK && w->hooks != NULL && w->hooks->start != NULL)
+        rc = w->hooks->start(w);
+    if (rc != KL_OK) {
+        /* stop what started, in reverse */
+        while (--i >= 0) {
+            if (kl_modules[i]->stop != NULL)
+                kl_modules[i]->stop(w);
+        }
+    }
+    return rc;
+}
+
+static void worker_finish(kl_worker_t *w)
+{
+    int n = 0;
+
+    if (w->hooks != NULL && w->hooks->stop != NULL)
+        w->hooks->stop(w);
+    while (kl_modules[n] != NULL)
+        n++;
+    while (--n >= 0) {
+        if (kl_modules[n]->stop != NULL)
+            kl_modules[n]->stop(w);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    kl_worker_t *w = arg;
+    int rc = worker_start(w);
+
+    pthread_mutex_lock(&w->lock);
+    w->start_rc = rc;
+    w->started = true;
+    pthread_cond_signal(&w->started_cv);
+    pthread_mutex_unlock(&w->lock);
+    if (rc != KL_OK)
+        return NULL;
+    kl_log(KL_LOG_INFO, &w->log, "event=worker_started");
+    event_base_dispatch(w->base);
+    worker_finish(w);
+    kl_log(KL_LOG_INFO, &w->log, "event=worker_stopped");
+    return NULL;
+}
+
+int kl_worker_spawn(kl_worker_t *w)
+{
+    int rc;
+
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return KL_ERR;
+    w->threaded = true;
+    pthread_mutex_lock(&w->lock);
+    while (!w->started)
+        pthread_cond_wait(&w->started_cv, &w->lock);
+    rc = w->start_rc;
+    pthread_mutex_unlock(&w->lock);
+    if (rc != KL_OK) {
+        pthread_join(w->thread, NULL);
+        w->threaded = false;
+    }
+    return rc;
+}
+
+void kl_worker_adopt(kl_worker_t *w, const kl_conf_t *conf)
+{
+    const kl_conf_t *old;
+
+    pthread_mutex_lock(&w->lock);
+    old = w->pending;
+    w->pending = kl_conf_ref(conf);
+    pthread_mutex_unlock(&w->lock);
+    kl_conf_unref(old);
+    event_active(w->wake, EV_READ, 0);
+}
+
+void kl_worker_stop(kl_worker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->stopping = true;
+    pthread_mutex_unlock(&w->lock);
+    event_active(w->wake, EV_READ, 0);
+}
+
+void kl_worker_join(kl_worker_t *w)
+{
+    if (w->threaded) {
+        pthread_join(w->thread, NULL);
+        w->threaded = false;
+    }
+}
+
+void kl_worker_free(kl_worker_t *w)
+{
+    if (w == NULL)
+        return;
+    if (w->wake != NULL)
+        event_free(w->wake);
+    if (w->base != NULL)
+        event_base_free(w->base);
+    kl_conf_unref(w->pending);
+    kl_conf_unref(w->conf);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->started_cv);
+    free(w);
+}

@@ -1,0 +1,295 @@
+/* keel: command line, signals, start, stop and reload orchestration. */
+#include "core/conf.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "sip/msg.h"
+#include "sip/proxy.h"
+#include "transport/transport.h"
+
+#include <event2/event.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KL_MAX_WORKERS 64
+
+typedef struct kl_daemon {
+    const char *conf_path;
+    const kl_conf_t *conf; /* the snapshot in force, keeps a ref */
+    struct event_base *base;
+    kl_worker_t *workers[KL_MAX_WORKERS];
+    unsigned nworkers;
+    kl_log_ctx_t log;
+    uint64_t reloads_ok, reloads_failed;
+} kl_daemon_t;
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: keel [-c FILE] [--check-config FILE] [--version] [--help]\n"
+                "\n"
+                "  -c, --config FILE        run with the configuration in FILE (default "
+                "conf/keel.yaml)\n"
+                "  -t, --check-config FILE  validate FILE: print ok, or every error as\n"
+                "                           file:line:column: key: message; exit 0 or 1\n"
+                "  -V, --version            print the version and exit\n"
+                "  -h, --help               print this help and exit\n"
+                "\n"
+                "Signals: SIGHUP reloads the configuration, SIGTERM and SIGINT stop keel.\n");
+}
+
+/* ---- per-worker wiring of transport/ and sip/ ---- */
+
+static int worker_listen_all(kl_worker_t *w, const kl_conf_t *conf)
+{
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        const kl_conf_listen_t *l = &conf->listen[i];
+        int rc;
+
+        if (kl_tp_find_listener(w->tp, l->transport, l->address, l->port) != NULL)
+            continue;
+        rc = kl_tp_listen(w->tp, l, NULL);
+        if (rc != KL_OK) {
+            kl_log(KL_LOG_ERR, &w->log,
+                   "event=listen_failed transport=%s address=%s port=%u err=\"%s\"",
+                   kl_tp_kind_name(l->transport), l->address, l->port,
+                   rc == KL_EIO ? strerror(errno) : kl_strerror(rc));
+            return rc;
+        }
+        kl_log(KL_LOG_INFO, &w->log, "event=listening transport=%s address=%s port=%u",
+               kl_tp_kind_name(l->transport), l->address, l->port);
+    }
+    return KL_OK;
+}
+
+static int worker_start(kl_worker_t *w)
+{
+    w->proxy = kl_proxy_new(w);
+    if (w->proxy == NULL)
+        return KL_ENOMEM;
+    w->tp = kl_tp_new(w->base, &w->conf->transport, w->conf->workers > 1, kl_proxy_on_msg,
+                      kl_proxy_on_tp_error, w->proxy);
+    if (w->tp == NULL)
+        return KL_ENOMEM;
+    return worker_listen_all(w, w->conf);
+}
+
+static bool conf_has_listen(const kl_conf_t *conf, const kl_conf_listen_t *l)
+{
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        const kl_conf_listen_t *o = &conf->listen[i];
+
+        if (o->transport == l->transport && o->port == l->port &&
+            strcmp(o->address, l->address) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void worker_reload(kl_worker_t *w, const kl_conf_t *old_conf, const kl_conf_t *new_conf)
+{
+    /* new listeners first, then close the removed ones */
+    worker_listen_all(w, new_conf);
+    for (size_t i = 0; i < old_conf->nlisten; i++) {
+        const kl_conf_listen_t *l = &old_conf->listen[i];
+        kl_listener_t *lst;
+
+        if (conf_has_listen(new_conf, l))
+            continue;
+        lst = kl_tp_find_listener(w->tp, l->transport, l->address, l->port);
+        if (lst != NULL)
+            kl_tp_unlisten(w->tp, lst);
+    }
+    kl_tp_set_limits(w->tp, &new_conf->transport);
+    kl_proxy_reload(w->proxy, old_conf, new_conf);
+}
+
+static void worker_stop(kl_worker_t *w)
+{
+    kl_tp_free(w->tp);
+    w->tp = NULL;
+    kl_proxy_free(w->proxy);
+    w->proxy = NULL;
+}
+
+static const kl_worker_hooks_t worker_hooks = {
+    .start = worker_start,
+    .reload = worker_reload,
+    .stop = worker_stop,
+};
+
+/* ---- reload and signals ---- */
+
+static void daemon_reload(kl_daemon_t *d)
+{
+    kl_cfg_errs_t *errs = calloc(1, sizeof(*errs));
+    kl_conf_t *conf;
+
+    if (errs == NULL)
+        return;
+    conf = kl_conf_load(d->conf_path, errs);
+    if (conf == NULL) {
+        char line[1200];
+
+        d->reloads_failed++;
+        for (int i = 0; i < errs->n && i < KL_CFG_MAX_ERRS; i++) {
+            kl_cfg_err_format(&errs->e[i], line, sizeof(line));
+            kl_log(KL_LOG_ERR, &d->log, "event=reload_failed error=\"%s\"", line);
+        }
+        free(errs);
+        return;
+    }
+    free(errs);
+    kl_log_level_set((kl_log_level_t)conf->log_level);
+    for (unsigned i = 0; i < d->nworkers; i++)
+        kl_worker_adopt(d->workers[i], conf);
+    kl_conf_unref(d->conf);
+    d->conf = conf;
+    d->reloads_ok++;
+    kl_log(KL_LOG_NOTICE, &d->log, "event=reloaded version=%llu file=%s",
+           (unsigned long long)conf->version, d->conf_path);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    kl_daemon_t *d = arg;
+
+    (void)what;
+    if (sig == SIGHUP) {
+        daemon_reload(d);
+        return;
+    }
+    kl_log(KL_LOG_NOTICE, &d->log, "event=stopping signal=%s", sig == SIGINT ? "INT" : "TERM");
+    event_base_loopbreak(d->base);
+}
+
+static int check_config(const char *path)
+{
+    kl_cfg_errs_t *errs = calloc(1, sizeof(*errs));
+    kl_conf_t *conf;
+
+    if (errs == NULL)
+        return 1;
+    conf = kl_conf_load(path, errs);
+    if (conf == NULL) {
+        kl_cfg_errs_print(errs, stderr);
+        free(errs);
+        return 1;
+    }
+    printf("ok\n");
+    kl_conf_unref(conf);
+    free(errs);
+    return 0;
+}
+
+static int run(const char *path)
+{
+    kl_daemon_t d = {.conf_path = path, .log = {.worker = -1}};
+    struct event *sigs[3] = {NULL, NULL, NULL};
+    const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+    kl_cfg_errs_t *errs = calloc(1, sizeof(*errs));
+    kl_conf_t *conf;
+    int rc = 1;
+
+    if (errs == NULL)
+        return 1;
+    conf = kl_conf_load(path, errs);
+    if (conf == NULL) {
+        kl_cfg_errs_print(errs, stderr);
+        free(errs);
+        return 1;
+    }
+    free(errs);
+    d.conf = conf;
+    kl_log_level_set((kl_log_level_t)conf->log_level);
+    if (kl_sip_init() != KL_OK) {
+        fprintf(stderr, "keel: cannot initialise the SIP parser\n");
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    d.base = event_base_new();
+    if (d.base == NULL)
+        goto out;
+    for (int i = 0; i < 3; i++) {
+        sigs[i] = evsignal_new(d.base, signums[i], on_signal, &d);
+        if (sigs[i] == NULL || event_add(sigs[i], NULL) != 0)
+            goto out;
+    }
+    for (unsigned i = 0; i < conf->workers && i < KL_MAX_WORKERS; i++) {
+        kl_worker_t *w = kl_worker_new(i, conf, &worker_hooks);
+
+        if (w == NULL)
+            goto out;
+        if (kl_worker_spawn(w) != KL_OK) {
+            kl_worker_free(w);
+            goto out;
+        }
+        d.workers[d.nworkers++] = w;
+    }
+    kl_log(KL_LOG_NOTICE, &d.log, "event=started version=%s config=%s workers=%u", KEEL_VERSION,
+           path, d.nworkers);
+    event_base_dispatch(d.base);
+    rc = 0;
+out:
+    for (unsigned i = 0; i < d.nworkers; i++)
+        kl_worker_stop(d.workers[i]);
+    for (unsigned i = 0; i < d.nworkers; i++) {
+        kl_worker_join(d.workers[i]);
+        kl_worker_free(d.workers[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (sigs[i] != NULL)
+            event_free(sigs[i]);
+    }
+    if (d.base != NULL)
+        event_base_free(d.base);
+    kl_conf_unref(d.conf);
+    kl_sip_shutdown();
+    libevent_global_shutdown();
+    if (rc == 0)
+        kl_log(KL_LOG_NOTICE, &d.log, "event=stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", required_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = "conf/keel.yaml";
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:t:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            return check_config(optarg);
+        case 'V':
+            printf("keel %s\n", KEEL_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "keel: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return run(path);
+}

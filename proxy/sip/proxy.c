@@ -1,0 +1,359 @@
+#include "sip/proxy.h"
+
+#include "core/conf.h"
+#include "core/errors.h"
+#include "core/log.h"
+
+#include <event2/event.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PROXY_SUMMARY_MS 10000
+
+/* What keel answers for itself (RFC 3261 §11.2). */
+#define KL_ALLOW "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
+
+struct kl_proxy {
+    kl_worker_t *w;
+    kl_proxy_stats_t stats;
+    kl_proxy_stats_t logged; /* what the last summary line reported */
+    struct event *summary;
+    char server_hdr[64];
+};
+
+static const char *const drop_names[KL_DROP_COUNT] = {
+    [KL_DROP_JUNK] = "junk",
+    [KL_DROP_BAD_RESPONSE] = "bad_response",
+    [KL_DROP_UNMATCHED_RESPONSE] = "unmatched_response",
+    [KL_DROP_BAD_ACK] = "bad_ack",
+    [KL_DROP_UNMATCHED_ACK] = "unmatched_ack",
+    [KL_DROP_FRAMING] = "framing",
+    [KL_DROP_TOO_BIG] = "too_big",
+    [KL_DROP_SCANNER] = "scanner",
+};
+
+const char *kl_drop_reason_name(kl_drop_reason_t r)
+{
+    return (r < KL_DROP_COUNT) ? drop_names[r] : "?";
+}
+
+const kl_proxy_stats_t *kl_proxy_stats(const kl_proxy_t *p)
+{
+    return &p->stats;
+}
+
+/* One line per interval with what was dropped or refused since the last one,
+ * instead of one line per hostile packet. */
+static void proxy_summary_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kl_proxy_t *p = arg;
+    char line[512];
+    size_t n = 0;
+    bool any = false;
+
+    (void)fd;
+    (void)what;
+    for (int i = 0; i < KL_DROP_COUNT; i++) {
+        uint64_t d = p->stats.dropped[i] - p->logged.dropped[i];
+
+        if (d == 0)
+            continue;
+        any = true;
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%llu", drop_names[i],
+                              (unsigned long long)d);
+        if (n >= sizeof(line))
+            n = sizeof(line) - 1;
+    }
+    if (p->stats.bad_requests != p->logged.bad_requests ||
+        p->stats.relay_denied != p->logged.relay_denied)
+        any = true;
+    if (any) {
+        kl_log(KL_LOG_NOTICE, &p->w->log,
+               "event=hostile_input_summary interval_s=%d bad_requests=%llu relay_denied=%llu%s",
+               PROXY_SUMMARY_MS / 1000,
+               (unsigned long long)(p->stats.bad_requests - p->logged.bad_requests),
+               (unsigned long long)(p->stats.relay_denied - p->logged.relay_denied), line);
+    }
+    p->logged = p->stats;
+}
+
+kl_proxy_t *kl_proxy_new(kl_worker_t *w)
+{
+    kl_proxy_t *p = calloc(1, sizeof(*p));
+    struct timeval tv = {PROXY_SUMMARY_MS / 1000, 0};
+
+    if (p == NULL)
+        return NULL;
+    p->w = w;
+    snprintf(p->server_hdr, sizeof(p->server_hdr), "Server: keel/%s\r\n", KEEL_VERSION);
+    p->summary = event_new(w->base, -1, EV_PERSIST, proxy_summary_cb, p);
+    if (p->summary == NULL || event_add(p->summary, &tv) != 0) {
+        kl_proxy_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void kl_proxy_free(kl_proxy_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->summary != NULL)
+        event_free(p->summary);
+    free(p);
+}
+
+void kl_proxy_reload(kl_proxy_t *p, const kl_conf_t *old_conf, const kl_conf_t *new_conf)
+{
+    (void)p;
+    (void)old_conf;
+    (void)new_conf;
+}
+
+static void proxy_drop(kl_proxy_t *p, kl_drop_reason_t r)
+{
+    p->stats.dropped[r]++;
+}
+
+/* ---- where responses go (RFC 3261 §18.2.2, RFC 3581) ---- */
+
+/* The address a response to <m> goes to: over a stream the connection (the
+ * transport handles it); over UDP the source address, with the source port
+ * when the top Via asks for rport, else the Via's sent-by port (5060). */
+static void proxy_reply_addr(const kl_sip_msg_t *m, const kl_tp_src_t *src, kl_addr_t *dst)
+{
+    osip_via_t *via = NULL;
+    osip_generic_param_t *rport = NULL;
+    int port;
+
+    *dst = src->peer;
+    if (src->kind != KL_TP_UDP || m == NULL || m->osip == NULL)
+        return;
+    if (osip_message_get_via(m->osip, 0, &via) < 0 || via == NULL)
+        return;
+    osip_via_param_get_byname(via, "rport", &rport);
+    if (rport != NULL)
+        return;
+    port = (via->port != NULL) ? atoi(via->port) : 5060;
+    if (port <= 0 || port > 65535)
+        return;
+    if (dst->u.sa.sa_family == AF_INET)
+        dst->u.in.sin_port = htons((uint16_t)port);
+    else if (dst->u.sa.sa_family == AF_INET6)
+        dst->u.in6.sin6_port = htons((uint16_t)port);
+}
+
+/* A To tag for keel's stateless answers: the same for every retransmission
+ * of one request (RFC 3261 §8.2.6.2), so it is derived from the request. */
+static void proxy_stateless_tag(const kl_sip_msg_t *m, char out[17])
+{
+    static const kl_hdr_id_t ids[] = {KL_HDR_CALL_ID, KL_HDR_FROM, KL_HDR_CSEQ, KL_HDR_VIA};
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        size_t len = 0;
+        const char *v = kl_sip_hdr_value(m, ids[i], &len);
+
+        for (size_t j = 0; v != NULL && j < len; j++) {
+            h ^= (unsigned char)v[j];
+            h *= 0x100000001b3ull;
+        }
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* Answers <m> statelessly with <code> <reason>, plus <extra> header lines. */
+static void proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m, int code,
+                        const char *reason, const char *extra)
+{
+    char out[8192];
+    char tag[17];
+    char hdrs[1024];
+    kl_addr_t dst;
+    int n;
+
+    if (m->method == KL_M_ACK)
+        return; /* an ACK is never answered */
+    proxy_stateless_tag(m, tag);
+    snprintf(hdrs, sizeof(hdrs), "%s%s", p->server_hdr, extra != NULL ? extra : "");
+    n = kl_sip_reply_raw(m, code, reason, code > 100 ? tag : NULL, hdrs, out, sizeof(out));
+    if (n < 0) {
+        kl_log(KL_LOG_DEBUG, &p->w->log, "event=reply_failed code=%d err=%s", code,
+               kl_strerror(n));
+        return;
+    }
+    proxy_reply_addr(m, src, &dst);
+    if (kl_tp_reply(p->w->tp, src, &dst, out, (size_t)n) == KL_OK)
+        p->stats.replied[code / 100 < 7 ? code / 100 : 0]++;
+}
+
+/* ---- who is keel ---- */
+
+static bool host_eq(const char *a, const char *b)
+{
+    size_t la, lb;
+
+    /* IPv6 references may come bracketed */
+    if (*a == '[')
+        a++;
+    if (*b == '[')
+        b++;
+    la = strcspn(a, "]");
+    lb = strcspn(b, "]");
+    return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+/* Is <host>[:<port>] keel itself: one of its domains, or a listen address
+ * (on a listen port, when a port is given)? */
+static bool proxy_is_self(const kl_conf_t *conf, const char *host, const char *port)
+{
+    int portn = (port != NULL) ? atoi(port) : 0;
+
+    if (host == NULL)
+        return false;
+    for (size_t i = 0; i < conf->ndomains; i++) {
+        if (host_eq(host, conf->domains[i]))
+            return true;
+    }
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        if (!host_eq(host, conf->listen[i].address))
+            continue;
+        if (portn == 0 || portn == conf->listen[i].port)
+            return true;
+    }
+    return false;
+}
+
+/* Does some route name <host> as its domain (keel may relay for it)? */
+static bool proxy_routes_domain(const kl_conf_t *conf, const char *host)
+{
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        const char *d = conf->routes[i].match.domain;
+
+        if (d != NULL && host != NULL && host_eq(host, d))
+            return true;
+    }
+    return false;
+}
+
+/* ---- requests ---- */
+
+static void proxy_options_self(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m)
+{
+    proxy_reply(p, src, m, 200, "OK",
+                "Allow: " KL_ALLOW "\r\n"
+                "Accept: application/sdp, text/plain, message/cpim\r\n"
+                "Accept-Encoding: identity\r\n"
+                "Accept-Language: en\r\n"
+                "Supported: \r\n");
+}
+
+static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
+{
+    const kl_conf_t *conf = p->w->conf;
+    kl_sip_verdict_t v = {0};
+    osip_uri_t *ruri;
+    bool self;
+
+    p->stats.rx_requests++;
+    if (kl_sip_msg_check_request(m, &v) != KL_OK) {
+        if (v.code == 0) {
+            proxy_drop(p, m->method == KL_M_ACK ? KL_DROP_BAD_ACK : KL_DROP_JUNK);
+            return;
+        }
+        p->stats.bad_requests++;
+        proxy_reply(p, src, m, v.code, v.reason,
+                    v.code == 420 ? "Unsupported: *\r\n" : NULL);
+        return;
+    }
+    ruri = m->osip->req_uri;
+    self = ruri != NULL && ruri->host != NULL && proxy_is_self(conf, ruri->host, ruri->port);
+
+    /* keel itself: an OPTIONS to its address or domain with no user part */
+    if (m->method == KL_M_OPTIONS && self && (ruri->username == NULL || *ruri->username == '\0')) {
+        proxy_options_self(p, src, m);
+        return;
+    }
+
+    /* never an open relay: a sip(s) Request-URI must name one of keel's
+     * domains or addresses, or a domain some route is configured for */
+    if (ruri != NULL && ruri->host != NULL && !self && !proxy_routes_domain(conf, ruri->host) &&
+        ruri->scheme != NULL &&
+        (strcasecmp(ruri->scheme, "sip") == 0 || strcasecmp(ruri->scheme, "sips") == 0)) {
+        p->stats.relay_denied++;
+        proxy_reply(p, src, m, 403, "Forbidden - Relaying Denied", NULL);
+        return;
+    }
+
+    if (m->method == KL_M_ACK) {
+        proxy_drop(p, KL_DROP_UNMATCHED_ACK);
+        return;
+    }
+    /* the stateful proxy (sip/txn, routing) takes over from here */
+    proxy_reply(p, src, m, 503, "Service Unavailable - No Route", "Retry-After: 5\r\n");
+}
+
+static void proxy_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
+{
+    (void)src;
+    p->stats.rx_responses++;
+    if (kl_sip_msg_check_response(m) != KL_OK) {
+        proxy_drop(p, KL_DROP_BAD_RESPONSE);
+        return;
+    }
+    proxy_drop(p, KL_DROP_UNMATCHED_RESPONSE);
+}
+
+void kl_proxy_on_msg(void *arg, const kl_tp_src_t *src, char *buf, size_t len, int status)
+{
+    kl_proxy_t *p = arg;
+    kl_sip_msg_t m;
+    kl_sip_verdict_t v = {0};
+    int rc;
+
+    memset(&m, 0, sizeof(m));
+    rc = kl_sip_msg_parse(&m, buf, len, src->kind != KL_TP_UDP && status == KL_OK, &v);
+    if (status != KL_OK) {
+        /* a stream that broke framing: answer what can be answered, then the
+         * transport closes the connection */
+        proxy_drop(p, status == KL_ETOOBIG ? KL_DROP_TOO_BIG : KL_DROP_FRAMING);
+        if (m.nhdrs > 0 && (rc == KL_OK ? m.is_request : v.code != 0)) {
+            if (status == KL_ETOOBIG)
+                proxy_reply(p, src, &m, 513, "Message Too Large", NULL);
+            else
+                proxy_reply(p, src, &m, 400, "Bad Request - Broken Framing", NULL);
+        }
+        goto out;
+    }
+    if (rc != KL_OK) {
+        if (v.code != 0) {
+            p->stats.bad_requests++;
+            proxy_reply(p, src, &m, v.code, v.reason, NULL);
+        } else if (v.why != NULL && strcmp(v.why, "keepalive") == 0) {
+            p->stats.keepalives++;
+        } else {
+            proxy_drop(p, KL_DROP_JUNK);
+        }
+        goto out;
+    }
+    if (m.is_request)
+        proxy_request(p, src, &m);
+    else
+        proxy_response(p, src, &m);
+out:
+    kl_sip_msg_free(&m);
+}
+
+void kl_proxy_on_tp_error(void *arg, kl_tp_kind_t kind, const kl_addr_t *peer, int err)
+{
+    kl_proxy_t *p = arg;
+    char a[64];
+
+    kl_addr_to_str(peer, a, sizeof(a));
+    kl_log(KL_LOG_NOTICE, &p->w->log, "event=transport_error transport=%s peer=%s err=%s",
+           kl_tp_kind_name(kind), a, kl_strerror(err));
+}

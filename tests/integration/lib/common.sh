@@ -1,0 +1,99 @@
+# Sourced by every integration test: paths, free ports, starting and
+# stopping the processes a test owns (by PID, trapped on exit).
+set -euo pipefail
+
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KEEL_SRC=${KEEL_SRC:-$(cd "$LIB_DIR/../../.." && pwd)}
+KEEL_BIN=${KEEL_BIN:-$KEEL_SRC/build/keel}
+TEST_NAME=$(basename "$0" .sh)
+TMP=$(mktemp -d "/tmp/keel-$TEST_NAME.XXXXXX")
+PIDS=()
+export PYTHONPATH="$LIB_DIR${PYTHONPATH:+:$PYTHONPATH}"
+
+_cleanup() {
+    local rc=$?
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && wait "$p" 2>/dev/null || true
+    done
+    if [ $rc -ne 0 ]; then
+        echo "--- $TEST_NAME failed (rc=$rc); logs in $TMP"
+        for f in "$TMP"/*.log; do
+            [ -f "$f" ] || continue
+            echo "--- $f (last 40 lines)"
+            tail -n 40 "$f"
+        done
+    else
+        rm -rf "$TMP"
+    fi
+    exit $rc
+}
+trap _cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+pass() {
+    echo "ok: $*"
+}
+
+# A port free for both UDP and TCP on 127.0.0.1, found at run time.
+free_port() {
+    python3 "$LIB_DIR/freeport.py" "${1:-127.0.0.1}"
+}
+
+# keel_conf FILE UDP_TCP_PORT [extra yaml appended]: a minimal config on
+# loopback with both transports on one port, routing to 127.0.0.1:DEST_PORT.
+keel_conf() {
+    local file=$1 port=$2 dest=${3:-$(free_port)}
+    cat >"$file" <<YAML
+node: { id: test, zone: zone-a }
+log: { level: info }
+cookie_secret: "integration-test-secret-0123456789"
+domains: [cc.example.com]
+listen:
+  - { transport: udp, address: 127.0.0.1, port: $port }
+  - { transport: tcp, address: 127.0.0.1, port: $port }
+clusters:
+  - name: voice
+    zones:
+      - name: zone-a
+        weight: 1
+        destinations:
+          - { uri: "sip:127.0.0.1:$dest" }
+YAML
+}
+
+# start_keel CONF [NAME]: starts keel, records its PID in KEEL_PID, waits until
+# it answers OPTIONS on its first UDP listener.
+start_keel() {
+    local conf=$1 name=${2:-keel}
+    "$KEEL_BIN" -c "$conf" >"$TMP/$name.log" 2>&1 &
+    KEEL_PID=$!
+    PIDS+=("$KEEL_PID")
+    local port
+    port=$(python3 -c 'import sys,re
+t=open(sys.argv[1]).read()
+m=re.search(r"transport:\s*udp,\s*address:\s*([^,\s]+),\s*port:\s*(\d+)",t)
+print(m.group(1)+" "+m.group(2))' "$conf")
+    if ! python3 "$LIB_DIR/sipcheck.py" wait $port; then
+        fail "keel did not come up on $port"
+    fi
+}
+
+# stop_keel: SIGTERM, then the exit status must be 0 (ASan/LSan report
+# leaks and errors through it).
+stop_keel() {
+    local pid=${1:-$KEEL_PID} rc=0
+    kill -TERM "$pid"
+    wait "$pid" || rc=$?
+    PIDS=("${PIDS[@]/$pid/}")
+    [ $rc -eq 0 ] || fail "keel exited with $rc after SIGTERM (see $TMP/keel.log)"
+    if grep -q "ERROR: \(Address\|Leak\)Sanitizer\|runtime error:" "$TMP"/keel*.log 2>/dev/null; then
+        fail "sanitizer report in keel's log"
+    fi
+}
