@@ -6,6 +6,7 @@
 #include "sip/msg.h"
 #include "sip/proxy.h"
 #include "transport/transport.h"
+#include "upstream/router.h"
 
 #include <event2/event.h>
 
@@ -68,7 +69,10 @@ static int worker_listen_all(kl_worker_t *w, const kl_conf_t *conf)
 
 static int worker_start(kl_worker_t *w)
 {
-    w->proxy = kl_proxy_new(w);
+    w->router = kl_router_new(w->conf);
+    if (w->router == NULL)
+        return KL_ENOMEM;
+    w->proxy = kl_proxy_new(w, &kl_router_ops, w->router);
     if (w->proxy == NULL)
         return KL_ENOMEM;
     w->tp = kl_tp_new(w->base, &w->conf->transport, w->conf->workers > 1, kl_proxy_on_msg,
@@ -105,15 +109,19 @@ static void worker_reload(kl_worker_t *w, const kl_conf_t *old_conf, const kl_co
             kl_tp_unlisten(w->tp, lst);
     }
     kl_tp_set_limits(w->tp, &new_conf->transport);
+    kl_router_reload(w->router, new_conf);
     kl_proxy_reload(w->proxy, old_conf, new_conf);
 }
 
 static void worker_stop(kl_worker_t *w)
 {
-    kl_tp_free(w->tp);
-    w->tp = NULL;
+    /* transactions first: they hold connections and router targets */
     kl_proxy_free(w->proxy);
     w->proxy = NULL;
+    kl_tp_free(w->tp);
+    w->tp = NULL;
+    kl_router_free(w->router);
+    w->router = NULL;
 }
 
 static const kl_worker_hooks_t worker_hooks = {

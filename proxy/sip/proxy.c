@@ -1,4 +1,6 @@
-#include "sip/proxy.h"
+#include "sip/proxy-int.h"
+
+#include "sip/cookie.h"
 
 #include "core/conf.h"
 #include "core/errors.h"
@@ -17,13 +19,6 @@
 /* What keel answers for itself (RFC 3261 §11.2). */
 #define KL_ALLOW "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
 
-struct kl_proxy {
-    kl_worker_t *w;
-    kl_proxy_stats_t stats;
-    kl_proxy_stats_t logged; /* what the last summary line reported */
-    struct event *summary;
-    char server_hdr[64];
-};
 
 static const char *const drop_names[KL_DROP_COUNT] = {
     [KL_DROP_JUNK] = "junk",
@@ -81,7 +76,7 @@ static void proxy_summary_cb(evutil_socket_t fd, short what, void *arg)
     p->logged = p->stats;
 }
 
-kl_proxy_t *kl_proxy_new(kl_worker_t *w)
+kl_proxy_t *kl_proxy_new(kl_worker_t *w, const kl_router_ops_t *ops, void *router)
 {
     kl_proxy_t *p = calloc(1, sizeof(*p));
     struct timeval tv = {PROXY_SUMMARY_MS / 1000, 0};
@@ -89,19 +84,26 @@ kl_proxy_t *kl_proxy_new(kl_worker_t *w)
     if (p == NULL)
         return NULL;
     p->w = w;
+    p->rops = ops;
+    p->router = router;
+    kl_branch_gen_init(&p->gen, w->id);
     snprintf(p->server_hdr, sizeof(p->server_hdr), "Server: keel/%s\r\n", KEEL_VERSION);
+    if (kl__txn_init(p) != KL_OK)
+        goto fail;
     p->summary = event_new(w->base, -1, EV_PERSIST, proxy_summary_cb, p);
-    if (p->summary == NULL || event_add(p->summary, &tv) != 0) {
-        kl_proxy_free(p);
-        return NULL;
-    }
+    if (p->summary == NULL || event_add(p->summary, &tv) != 0)
+        goto fail;
     return p;
+fail:
+    kl_proxy_free(p);
+    return NULL;
 }
 
 void kl_proxy_free(kl_proxy_t *p)
 {
     if (p == NULL)
         return;
+    kl__txn_shutdown(p);
     if (p->summary != NULL)
         event_free(p->summary);
     free(p);
@@ -124,7 +126,7 @@ static void proxy_drop(kl_proxy_t *p, kl_drop_reason_t r)
 /* The address a response to <m> goes to: over a stream the connection (the
  * transport handles it); over UDP the source address, with the source port
  * when the top Via asks for rport, else the Via's sent-by port (5060). */
-static void proxy_reply_addr(const kl_sip_msg_t *m, const kl_tp_src_t *src, kl_addr_t *dst)
+void kl__proxy_reply_addr(const kl_sip_msg_t *m, const kl_tp_src_t *src, kl_addr_t *dst)
 {
     osip_via_t *via = NULL;
     osip_generic_param_t *rport = NULL;
@@ -167,8 +169,8 @@ static void proxy_stateless_tag(const kl_sip_msg_t *m, char out[17])
 }
 
 /* Answers <m> statelessly with <code> <reason>, plus <extra> header lines. */
-static void proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m, int code,
-                        const char *reason, const char *extra)
+void kl__proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m, int code,
+                     const char *reason, const char *extra)
 {
     char out[8192];
     char tag[17];
@@ -186,7 +188,7 @@ static void proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_
                kl_strerror(n));
         return;
     }
-    proxy_reply_addr(m, src, &dst);
+    kl__proxy_reply_addr(m, src, &dst);
     if (kl_tp_reply(p->w->tp, src, &dst, out, (size_t)n) == KL_OK)
         p->stats.replied[code / 100 < 7 ? code / 100 : 0]++;
 }
@@ -209,7 +211,7 @@ static bool host_eq(const char *a, const char *b)
 
 /* Is <host>[:<port>] keel itself: one of its domains, or a listen address
  * (on a listen port, when a port is given)? */
-static bool proxy_is_self(const kl_conf_t *conf, const char *host, const char *port)
+bool kl__proxy_is_self(const kl_conf_t *conf, const char *host, const char *port)
 {
     int portn = (port != NULL) ? atoi(port) : 0;
 
@@ -244,7 +246,7 @@ static bool proxy_routes_domain(const kl_conf_t *conf, const char *host)
 
 static void proxy_options_self(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m)
 {
-    proxy_reply(p, src, m, 200, "OK",
+    kl__proxy_reply(p, src, m, 200, "OK",
                 "Allow: " KL_ALLOW "\r\n"
                 "Accept: application/sdp, text/plain, message/cpim\r\n"
                 "Accept-Encoding: identity\r\n"
@@ -252,11 +254,221 @@ static void proxy_options_self(kl_proxy_t *p, const kl_tp_src_t *src, const kl_s
                 "Supported: \r\n");
 }
 
+/* A target from a URI as written in a Route or the Request-URI:
+ * [<]sip(s):[user@]host[:port][;transport=x][>]. Only address literals: a
+ * name would need DNS. */
+static int proxy_uri_target(const char *uri, size_t len, kl_target_t *out)
+{
+    char host[64];
+    const char *s = uri, *end = uri + len, *h, *q;
+    unsigned port = 0;
+    kl_tp_kind_t kind = KL_TP_UDP;
+    bool sips = false;
+    size_t hl;
+
+    while (s < end && (*s == ' ' || *s == '<'))
+        s++;
+    if (end - s >= 5 && strncasecmp(s, "sips:", 5) == 0) {
+        s += 5;
+        sips = true;
+        kind = KL_TP_TLS;
+    } else if (end - s >= 4 && strncasecmp(s, "sip:", 4) == 0) {
+        s += 4;
+    } else {
+        return KL_EINVAL;
+    }
+    for (q = s; q < end && *q != '>' && *q != ';'; q++) {
+        if (*q == '@') {
+            s = q + 1;
+            break;
+        }
+    }
+    if (s < end && *s == '[') {
+        h = ++s;
+        while (s < end && *s != ']')
+            s++;
+        hl = (size_t)(s - h);
+        if (s < end)
+            s++;
+    } else {
+        h = s;
+        while (s < end && *s != ':' && *s != ';' && *s != '>' && *s != '?')
+            s++;
+        hl = (size_t)(s - h);
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return KL_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (s < end && *s == ':') {
+        s++;
+        while (s < end && *s >= '0' && *s <= '9' && port <= 65535)
+            port = port * 10 + (unsigned)(*s++ - '0');
+        if (port == 0 || port > 65535)
+            return KL_EINVAL;
+    }
+    for (q = s; q + 11 <= end && *q != '>'; q++) {
+        if (*q == ';' && strncasecmp(q + 1, "transport=", 10) == 0) {
+            if (end - q >= 14 && strncasecmp(q + 11, "tcp", 3) == 0)
+                kind = KL_TP_TCP;
+            else if (end - q >= 14 && strncasecmp(q + 11, "tls", 3) == 0)
+                kind = KL_TP_TLS;
+            else if (end - q >= 14 && strncasecmp(q + 11, "udp", 3) == 0)
+                kind = KL_TP_UDP;
+            break;
+        }
+    }
+    if (port == 0)
+        port = (sips || kind == KL_TP_TLS) ? 5061 : 5060;
+    memset(out, 0, sizeof(*out));
+    if (kl_addr_from_str(host, (uint16_t)port, &out->addr) != KL_OK)
+        return KL_EINVAL;
+    out->transport = kind;
+    out->zone = "";
+    out->uri = "";
+    return KL_OK;
+}
+
+/* An in-dialog request: it must carry keel's Route with a valid cookie
+ * (DESIGN.md "Threads and state"); toward the destination the cookie names,
+ * or from that destination back toward the caller by the remaining route
+ * set or the Request-URI. Forged cookies are refused, never followed. */
+static void proxy_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
+{
+    const kl_conf_t *conf = p->w->conf;
+    const char *secrets[2];
+    size_t nsecrets = 0;
+    const char *tok = NULL;
+    size_t off, len, toklen = 0;
+    kl_cookie_t ck;
+    kl_target_t dest, next;
+    bool to_caller;
+
+    if (kl_sip_first_value_range(m, KL_HDR_ROUTE, &off, &len) != KL_OK ||
+        !kl__fwd_route_is_self(p, m->buf + off, len, &tok, &toklen) || tok == NULL) {
+        if (m->method == KL_M_ACK) {
+            proxy_drop(p, KL_DROP_UNMATCHED_ACK);
+            return;
+        }
+        p->stats.relay_denied++;
+        kl__proxy_reply(p, src, m, 403, "Forbidden - No Route Through keel", NULL);
+        return;
+    }
+    secrets[nsecrets++] = conf->cookie_secret;
+    if (kl_cookie_decode(tok, toklen, secrets, nsecrets, &ck) != KL_OK) {
+        p->stats.bad_cookies++;
+        if (m->method != KL_M_ACK)
+            kl__proxy_reply(p, src, m, 403, "Forbidden - Invalid Route Cookie", NULL);
+        return;
+    }
+    if (p->rops->lookup(p->router, ck.zone, ck.dest, &dest) != KL_OK) {
+        if (m->method != KL_M_ACK)
+            kl__proxy_reply(p, src, m, 404, "Not Found - Unknown Destination", NULL);
+        return;
+    }
+    to_caller = kl_addr_eq(&src->peer, &dest.addr);
+    if (!to_caller && src->kind != KL_TP_UDP) {
+        char a[64], b[64];
+
+        kl_addr_host(&src->peer, a, sizeof(a));
+        kl_addr_host(&dest.addr, b, sizeof(b));
+        to_caller = strcmp(a, b) == 0 && src->listener == NULL;
+    }
+    if (m->method == KL_M_BYE)
+        p->rops->dialog(p->router, &dest, -1);
+    if (to_caller) {
+        /* back toward the caller: the first Route entry that is not ours,
+         * else the Request-URI */
+        int rc = KL_EINVAL;
+        bool found = false;
+
+        for (int i = kl_sip_hdr_next(m, KL_HDR_ROUTE, -1); i >= 0 && !found;
+             i = kl_sip_hdr_next(m, KL_HDR_ROUTE, i)) {
+            const kl_sip_hdr_t *h = &m->hdrs[i];
+            const char *v = m->buf + h->value_off;
+            size_t vl = h->value_len, a = 0;
+
+            /* values on this line */
+            while (a < vl && !found) {
+                size_t b = a;
+                int angle = 0;
+                const char *t2;
+                size_t t2l;
+
+                while (b < vl && !(v[b] == ',' && angle == 0)) {
+                    angle += (v[b] == '<') - (v[b] == '>');
+                    b++;
+                }
+                if (!kl__fwd_route_is_self(p, v + a, b - a, &t2, &t2l)) {
+                    found = true;
+                    rc = proxy_uri_target(v + a, b - a, &next);
+                }
+                a = b + 1;
+            }
+        }
+        if (!found) {
+            const char *rl = m->buf, *sp1 = memchr(rl, ' ', m->hdr_len);
+            const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', m->hdr_len - (size_t)(sp1 + 1 - rl)) : NULL;
+
+            if (sp1 != NULL && sp2 != NULL)
+                rc = proxy_uri_target(sp1 + 1, (size_t)(sp2 - sp1 - 1), &next);
+        }
+        p->rops->release(p->router, &dest);
+        if (rc != KL_OK) {
+            if (m->method != KL_M_ACK)
+                kl__proxy_reply(p, src, m, 404, "Not Found - Next Hop Unresolvable", NULL);
+            return;
+        }
+        dest = next;
+    }
+    if (m->method == KL_M_ACK) {
+        /* an ACK for a 2xx is its own transaction: forwarded statelessly */
+        kl_fwd_opts_t o = {0};
+        char branch[80];
+        char *buf;
+        size_t blen;
+
+        kl_branch_make(&p->gen, branch, sizeof(branch));
+        o.branch = branch;
+        o.out_kind = dest.transport;
+        o.out_family = dest.addr.u.sa.sa_family;
+        o.src = src;
+        o.pop_own_routes = true;
+        if (kl__fwd_request(p, m, &o, &buf, &blen) == KL_OK) {
+            kl_tp_send(p->w->tp, dest.transport, &dest.addr, buf, blen);
+            free(buf);
+        }
+        p->rops->release(p->router, &dest);
+        return;
+    }
+    kl__txn_in_dialog(p, src, m, &dest);
+}
+
+/* Vias of keel itself in a request: more than one means a loop (a spiral
+ * comes back once). */
+static bool proxy_looped(kl_proxy_t *p, const kl_sip_msg_t *m)
+{
+    osip_via_t *via;
+    int ours = 0;
+
+    for (int i = 0; osip_message_get_via(m->osip, i, &via) >= 0 && via != NULL; i++) {
+        osip_generic_param_t *br = NULL;
+
+        osip_via_param_get_byname(via, "branch", &br);
+        if (br != NULL && br->gvalue != NULL &&
+            kl_branch_worker(br->gvalue, strlen(br->gvalue)) >= 0 &&
+            kl__proxy_is_self(p->w->conf, via->host, via->port))
+            ours++;
+    }
+    return ours >= 2;
+}
+
 static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
 {
     const kl_conf_t *conf = p->w->conf;
     kl_sip_verdict_t v = {0};
     osip_uri_t *ruri;
+    osip_generic_param_t *totag = NULL;
     bool self;
 
     p->stats.rx_requests++;
@@ -266,12 +478,25 @@ static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m
             return;
         }
         p->stats.bad_requests++;
-        proxy_reply(p, src, m, v.code, v.reason,
-                    v.code == 420 ? "Unsupported: *\r\n" : NULL);
+        kl__proxy_reply(p, src, m, v.code, v.reason, v.code == 420 ? "Unsupported: *\r\n" : NULL);
         return;
     }
+    /* retransmissions, CANCEL, the ACK of a non-2xx */
+    if (kl__txn_match_request(p, src, m))
+        return;
+    if (proxy_looped(p, m)) {
+        kl__proxy_reply(p, src, m, 482, "Loop Detected", NULL);
+        return;
+    }
+    if (m->osip->to != NULL)
+        osip_to_get_tag(m->osip->to, &totag);
+    if (totag != NULL && totag->gvalue != NULL && totag->gvalue[0] != '\0') {
+        proxy_in_dialog(p, src, m);
+        return;
+    }
+
     ruri = m->osip->req_uri;
-    self = ruri != NULL && ruri->host != NULL && proxy_is_self(conf, ruri->host, ruri->port);
+    self = ruri != NULL && ruri->host != NULL && kl__proxy_is_self(conf, ruri->host, ruri->port);
 
     /* keel itself: an OPTIONS to its address or domain with no user part */
     if (m->method == KL_M_OPTIONS && self && (ruri->username == NULL || *ruri->username == '\0')) {
@@ -285,7 +510,7 @@ static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m
         ruri->scheme != NULL &&
         (strcasecmp(ruri->scheme, "sip") == 0 || strcasecmp(ruri->scheme, "sips") == 0)) {
         p->stats.relay_denied++;
-        proxy_reply(p, src, m, 403, "Forbidden - Relaying Denied", NULL);
+        kl__proxy_reply(p, src, m, 403, "Forbidden - Relaying Denied", NULL);
         return;
     }
 
@@ -293,19 +518,17 @@ static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m
         proxy_drop(p, KL_DROP_UNMATCHED_ACK);
         return;
     }
-    /* the stateful proxy (sip/txn, routing) takes over from here */
-    proxy_reply(p, src, m, 503, "Service Unavailable - No Route", "Retry-After: 5\r\n");
+    kl__txn_new_request(p, src, m);
 }
 
 static void proxy_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
 {
-    (void)src;
     p->stats.rx_responses++;
     if (kl_sip_msg_check_response(m) != KL_OK) {
         proxy_drop(p, KL_DROP_BAD_RESPONSE);
         return;
     }
-    proxy_drop(p, KL_DROP_UNMATCHED_RESPONSE);
+    kl__txn_response(p, src, m);
 }
 
 void kl_proxy_on_msg(void *arg, const kl_tp_src_t *src, char *buf, size_t len, int status)
@@ -323,16 +546,16 @@ void kl_proxy_on_msg(void *arg, const kl_tp_src_t *src, char *buf, size_t len, i
         proxy_drop(p, status == KL_ETOOBIG ? KL_DROP_TOO_BIG : KL_DROP_FRAMING);
         if (m.nhdrs > 0 && (rc == KL_OK ? m.is_request : v.code != 0)) {
             if (status == KL_ETOOBIG)
-                proxy_reply(p, src, &m, 513, "Message Too Large", NULL);
+                kl__proxy_reply(p, src, &m, 513, "Message Too Large", NULL);
             else
-                proxy_reply(p, src, &m, 400, "Bad Request - Broken Framing", NULL);
+                kl__proxy_reply(p, src, &m, 400, "Bad Request - Broken Framing", NULL);
         }
         goto out;
     }
     if (rc != KL_OK) {
         if (v.code != 0) {
             p->stats.bad_requests++;
-            proxy_reply(p, src, &m, v.code, v.reason, NULL);
+            kl__proxy_reply(p, src, &m, v.code, v.reason, NULL);
         } else if (v.why != NULL && strcmp(v.why, "keepalive") == 0) {
             p->stats.keepalives++;
         } else {
@@ -356,4 +579,5 @@ void kl_proxy_on_tp_error(void *arg, kl_tp_kind_t kind, const kl_addr_t *peer, i
     kl_addr_to_str(peer, a, sizeof(a));
     kl_log(KL_LOG_NOTICE, &p->w->log, "event=transport_error transport=%s peer=%s err=%s",
            kl_tp_kind_name(kind), a, kl_strerror(err));
+    kl__txn_tp_error(p, kind, peer);
 }

@@ -10,6 +10,7 @@
 #include "core/worker.h"
 #include "transport/transport.h"
 #include "sip/msg.h"
+#include "sip/route.h"
 
 #include <stdint.h>
 
@@ -37,11 +38,13 @@ typedef struct kl_proxy_stats {
     uint64_t replied[7]; /* local answers by class: [1]..[6] = 1xx..6xx */
     uint64_t bad_requests; /* answered 4xx/5xx by the sanity checks */
     uint64_t relay_denied; /* 403: not our domain and no route for it */
+    uint64_t bad_cookies;  /* 403: forged or tampered Route cookie */
 } kl_proxy_stats_t;
 
 /* Returns a new proxy for worker <w> (which must already have w->tp set
- * before messages flow), or NULL. Reads w->conf. */
-kl_proxy_t *kl_proxy_new(kl_worker_t *w);
+ * before messages flow), or NULL. Reads w->conf. <ops> and <router> are the
+ * routing policy (borrowed: they outlive the proxy). */
+kl_proxy_t *kl_proxy_new(kl_worker_t *w, const kl_router_ops_t *ops, void *router);
 void kl_proxy_free(kl_proxy_t *p);
 
 /* The transport callbacks; <arg> is the kl_proxy_t. */

@@ -1,0 +1,78 @@
+/* What the proxy asks of the routing policy (DESIGN.md: upstream/ decides and
+ * keeps state, sip/ sends). upstream/router.c implements these operations;
+ * sip/ only ever sees them through kl_router_ops_t, so it never includes
+ * upstream/. Worker thread only; time is a parameter. */
+#ifndef KL_SIP_ROUTE_H
+#define KL_SIP_ROUTE_H
+
+#include "core/conf-t.h"
+#include "transport/transport.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Traffic class, decided once per request and carried with it. */
+typedef enum {
+    KL_CLASS_CALL = 0, /* INVITE and the requests of a call's dialog */
+    KL_CLASS_CHAT,     /* MESSAGE */
+    KL_CLASS_OTHER,    /* everything else */
+    KL_CLASS_EMERGENCY,
+    KL_CLASS_COUNT
+} kl_class_t;
+
+const char *kl_class_name(kl_class_t c); /* "call", "chat", "other", "emergency" */
+
+/* What the policy needs to know of a new request. */
+typedef struct kl_route_req {
+    const char *method; /* request-line method */
+    const char *ruri_user;  /* NULL when absent */
+    const char *ruri_host;  /* NULL when absent (tel:, urn:) */
+    kl_class_t cls;
+    const kl_addr_t *source;
+} kl_route_req_t;
+
+/* One destination chosen for one attempt. The policy keeps the destination
+ * alive (a ref on its state) until release(). */
+typedef struct kl_target {
+    void *dest;        /* the policy's handle */
+    const char *zone;  /* zone name; valid until release */
+    const char *uri;   /* destination identity (its URI as configured); valid until release */
+    kl_tp_kind_t transport;
+    kl_addr_t addr;
+} kl_target_t;
+
+typedef enum {
+    KL_OUTCOME_OK = 0,    /* a final response that says nothing bad of the server (2xx, 486, 404...) */
+    KL_OUTCOME_FAILURE,   /* 408, 500, 503, 504 (the failover codes) from the destination */
+    KL_OUTCOME_TIMEOUT,   /* no response within attempt_timeout / Timer B / F */
+    KL_OUTCOME_TRANSPORT, /* refused, reset, unreachable */
+    KL_OUTCOME_PROGRESS,  /* a provisional (1xx) response: the server is alive */
+} kl_outcome_t;
+
+typedef struct kl_plan kl_plan_t; /* a request's route: cluster, zone order, what was tried */
+
+typedef struct kl_router_ops {
+    /* A plan for a new request, or NULL when no route matches (the proxy
+     * answers 404) . Keeps the snapshot it was made with. */
+    kl_plan_t *(*plan_new)(void *router, const kl_route_req_t *req);
+    /* The cluster the plan routes to (failover settings, names). */
+    const kl_conf_cluster_t *(*plan_cluster)(const kl_plan_t *plan);
+    /* The next destination to try: never one already tried by this plan,
+     * another zone preferred after a failure. KL_OK with <out> filled, or
+     * KL_ENOENT when nothing is left (KL_EBUSY: everything is full). */
+    int (*plan_next)(void *router, kl_plan_t *plan, kl_target_t *out);
+    void (*plan_free)(void *router, kl_plan_t *plan);
+
+    /* In-dialog: the destination named by a cookie (zone + identity), even
+     * one a reload removed. KL_OK or KL_ENOENT. */
+    int (*lookup)(void *router, const char *zone, const char *uri, kl_target_t *out);
+
+    /* An attempt's outcome (data path: recorded, evaluated on a tick). */
+    void (*report)(void *router, const kl_target_t *t, kl_outcome_t o, int code, uint64_t now_ms);
+    /* Dialog accounting for bulkheads: +1 on a 2xx to INVITE, -1 on BYE. */
+    void (*dialog)(void *router, const kl_target_t *t, int delta);
+    /* Drops the ref a target holds. Accepts a zeroed target. */
+    void (*release)(void *router, kl_target_t *t);
+} kl_router_ops_t;
+
+#endif
