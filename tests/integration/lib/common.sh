@@ -97,3 +97,45 @@ stop_keel() {
         fail "sanitizer report in keel's log"
     fi
 }
+
+SCEN="$KEEL_SRC/tests/integration/scenarios"
+
+# start_uas NAME PORT SCENARIO [u1|t1]: a SIPp server in the background,
+# answering OPTIONS (-aa); its PID in <NAME>_PID, stats in $TMP/NAME.csv.
+start_uas() {
+    local name=$1 port=$2 sf=$3 t=${4:-u1}
+    command -v sipp >/dev/null || fail "sipp is not installed (scripts/setup installs sip-tester)"
+    sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -t "$t" -aa -nostdin -timeout 120s \
+        -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
+        >"$TMP/$name.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    eval "${name}_PID=$pid"
+    sleep 0.3
+    kill -0 "$pid" 2>/dev/null || fail "sipp $name did not start: $(cat "$TMP/$name.log")"
+}
+
+# run_uac NAME TARGET SCENARIO SIPP-ARGS...: a SIPp client in the
+# foreground, bounded by -timeout; returns sipp's exit code (0: every call
+# succeeded).
+run_uac() {
+    local name=$1 target=$2 sf=$3
+    shift 3
+    local lport rc=0
+    lport=$(free_port)
+    timeout 300 sipp "$target" -sf "$SCEN/$sf" -i 127.0.0.1 -p "$lport" -nostdin \
+        -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
+        "$@" >"$TMP/$name.log" 2>&1 || rc=$?
+    return $rc
+}
+
+# stat NAME COLUMN: the last value of a SIPp statistics column, e.g.
+# stat uac "SuccessfulCall(C)"
+stat() {
+    python3 - "$TMP/$1.csv" "$2" <<'PY'
+import sys
+rows = [l.rstrip("\n").split(";") for l in open(sys.argv[1]) if l.strip()]
+head = rows[0]
+print(rows[-1][head.index(sys.argv[2])])
+PY
+}

@@ -184,3 +184,50 @@ def check(cond, what):
     if not cond:
         raise SystemExit("FAIL: " + what)
     print("ok: " + what)
+
+
+class Server:
+    """A platform server on UDP whose answers the test writes by hand."""
+
+    def __init__(self, port=0, host="127.0.0.1"):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind((host, port))
+        self.port = self.s.getsockname()[1]
+
+    def recv(self, timeout=2.0):
+        """(Request, bytes, addr) or (None, None, None)."""
+        self.s.settimeout(timeout)
+        try:
+            data, addr = self.s.recvfrom(70000)
+        except socket.timeout:
+            return None, None, None
+        return Response(data), data, addr
+
+    def recv_method(self, method, timeout=2.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            r, data, addr = self.recv(max(0.01, end - time.time()))
+            if r is not None and r.start.startswith(method + " "):
+                return r, data, addr
+        return None, None, None
+
+    def reply(self, req, addr, code, reason, to_tag="srv1", extra=(), body=b""):
+        lines = ["SIP/2.0 %d %s" % (code, reason)]
+        for n, v in req.headers:
+            if n.lower() in ("via", "v", "record-route"):
+                lines.append("%s: %s" % (n, v))
+        for n, v in req.headers:
+            if n.lower() in ("from", "f", "call-id", "i", "cseq"):
+                lines.append("%s: %s" % (n, v))
+        to = req.get("To") or req.get("t")
+        if to_tag and ";tag=" not in to:
+            to += ";tag=" + to_tag
+        lines.append("To: " + to)
+        lines.append("Contact: <sip:srv@127.0.0.1:%d>" % self.port)
+        for h in extra:
+            lines.append("%s: %s" % h)
+        lines.append("Content-Length: %d" % len(body))
+        self.s.sendto(("\r\n".join(lines) + "\r\n\r\n").encode() + body, addr)
+
+    def close(self):
+        self.s.close()

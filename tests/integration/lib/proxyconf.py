@@ -1,0 +1,55 @@
+"""proxyconf.py OUT PORT ZONE_A_DEST ZONE_B_DEST [key=value...]: writes a keel
+config for the proxy tests: udp+tcp on PORT, cluster voice with zone-a and
+zone-b (one destination each, a URI or host:port), cluster chat on the same
+destinations for MESSAGE. Options: prefer_local=true, attempt_timeout=500ms,
+ring_timeout=3s, max_attempts=3, weight_a=50, weight_b=50."""
+import sys
+
+out, port, a, b = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+opt = dict(kv.split("=", 1) for kv in sys.argv[5:])
+
+
+def uri(d):
+    return d if d.startswith("sip") else "sip:" + d
+
+
+yaml = """node: {{ id: test, zone: zone-a }}
+log: {{ level: {log} }}
+cookie_secret: "integration-test-secret-0123456789"
+domains: [cc.example.com]
+listen:
+  - {{ transport: udp, address: 127.0.0.1, port: {port} }}
+  - {{ transport: tcp, address: 127.0.0.1, port: {port} }}
+routes:
+  - {{ match: {{ method: [MESSAGE] }}, cluster: chat }}
+  - {{ cluster: voice }}
+clusters:
+  - name: voice
+    prefer_local: {prefer_local}
+    failover: {{ max_attempts: {max_attempts}, attempt_timeout: {attempt_timeout}, ring_timeout: {ring_timeout} }}
+    zones:
+      - name: zone-a
+        weight: {weight_a}
+        destinations:
+          - {{ uri: "{a}" }}
+      - name: zone-b
+        weight: {weight_b}
+        destinations:
+          - {{ uri: "{b}" }}
+  - name: chat
+    zones:
+      - name: zone-a
+        destinations:
+          - {{ uri: "{a}" }}
+      - name: zone-b
+        destinations:
+          - {{ uri: "{b}" }}
+""".format(port=port, a=uri(a), b=uri(b),
+           log=opt.get("log", "info"),
+           prefer_local=opt.get("prefer_local", "false"),
+           max_attempts=opt.get("max_attempts", "3"),
+           attempt_timeout=opt.get("attempt_timeout", "2s"),
+           ring_timeout=opt.get("ring_timeout", "120s"),
+           weight_a=opt.get("weight_a", "50"),
+           weight_b=opt.get("weight_b", "50"))
+open(out, "w").write(yaml)

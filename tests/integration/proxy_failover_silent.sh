@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# zone-a never answers (nothing listens there): calls fail over to zone-b
+# within attempt_timeout (500 ms here), none fails.
+source "$(dirname "$0")/lib/common.sh"
+
+port=$(free_port); pa=$(free_port); pb=$(free_port)
+python3 "$LIB_DIR/proxyconf.py" "$TMP/keel.yaml" "$port" "127.0.0.1:$pa" "127.0.0.1:$pb" \
+    prefer_local=true attempt_timeout=500ms
+start_uas uasb "$pb" uas_call.xml
+start_keel "$TMP/keel.yaml"
+
+run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m 20 -r 10 -d 100 -timeout 60s \
+    -trace_rtt -rtt_freq 1 \
+    || fail "sipp uac: not every call succeeded: $(tail -5 "$TMP/uac.log")"
+ok=$(stat uac "SuccessfulCall(C)")
+[ "$ok" -eq 20 ] || fail "$ok of 20"
+# INVITE -> 200 time: one attempt_timeout plus a little, never the UAC's own timers
+max=$(python3 - "$TMP" <<'PY'
+import glob, sys
+vals = []
+for f in glob.glob(sys.argv[1] + "/*_rtt.csv"):
+    for line in open(f):
+        parts = line.strip().split(";")
+        if len(parts) >= 3 and parts[2].replace(".", "", 1).isdigit():
+            vals.append(float(parts[2]))
+print(int(max(vals)) if vals else -1)
+PY
+)
+echo "max INVITE->200: ${max} ms"
+[ "$max" -ge 0 ] || fail "no response times recorded"
+[ "$max" -ge 450 ] || fail "calls were not delayed by the dead zone-a at all (${max} ms): was it tried?"
+[ "$max" -lt 1500 ] || fail "failover took ${max} ms, attempt_timeout is 500 ms"
+pass "20 calls over a silent zone-a, each failed over in <1.5 s (max ${max} ms)"
+stop_keel
