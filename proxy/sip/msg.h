@@ -14,7 +14,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <osip2/osip.h>
 #include <osipparser2/osip_parser.h>
 
 typedef enum {
@@ -92,6 +91,11 @@ typedef struct kl_sip_verdict {
     const char *why;    /* short log/metrics token: "junk", "missing_call_id", "bad_cseq" ... */
 } kl_sip_verdict_t;
 
+/* Initialises libosip2 once (parser_init, a silent trace function) before
+ * any worker starts; kl_sip_shutdown() is its counterpart. Any thread. */
+int kl_sip_init(void);
+void kl_sip_shutdown(void);
+
 /* Parses <len> bytes at <buf> (one datagram, or one framed stream message).
  * <stream>: Content-Length is mandatory and must match exactly.
  * Returns KL_OK with <m> filled (free with kl_sip_msg_free), or KL_EPROTO
@@ -138,9 +142,9 @@ const char *kl_sip_method_name(kl_method_t m); /* NULL for KL_M_OTHER */
  * (a To tag <to_tag> added when the request's To has none and <to_tag> is not
  * NULL), Call-ID, CSeq copied, then <extra> (complete header lines with CRLFs,
  * or NULL), Content-Length: 0. Works from the raw header index, so it can
- * answer a request libosip2 refused. Returns the length written, or a
- * negative KL_E* (KL_ETOOBIG when <outcap> is too small, KL_EPROTO when a
- * mandatory header is missing). */
+ * answer a request libosip2 refused, or one missing a header (what is
+ * there is copied). Returns the length written, or a negative KL_E*
+ * (KL_ETOOBIG when <outcap> is too small, KL_EPROTO without a Via). */
 int kl_sip_reply_raw(const kl_sip_msg_t *req, int code, const char *reason, const char *to_tag,
                      const char *extra, char *out, size_t outcap);
 

@@ -53,8 +53,7 @@ struct kl_ptx {
     char key[200];
     kl_proxy_t *p;
     const kl_conf_t *conf; /* the snapshot it started with (keeps a ref) */
-    kl_sip_msg_t req;  /* the request as received; freed when final */
-    bool have_req;
+    kl_sip_msg_t *req; /* the request as received; freed when final */
     kl_tp_src_t src;   /* where it came from (conn ref held) */
     kl_addr_t reply_to;
     kl_class_t cls;
@@ -68,6 +67,7 @@ struct kl_ptx {
     bool acked;
     bool record_route;
     int best_code;     /* best final so far (§16.7), 0 none */
+    int final_code;    /* the final sent to the caller */
     char *best;        /* its bytes, our Via already popped */
     size_t bestlen;
     char *last;        /* the last response sent to the caller, for retransmissions */

@@ -111,7 +111,7 @@ static void ctx_free(kl_ctx_t *c)
 
 static void ctx_report(kl_ctx_t *c, kl_outcome_t o, int code)
 {
-    if (c->reported || !c->has_target)
+    if (c->reported || !c->has_target || c->target.dest == NULL)
         return;
     if (o != KL_OUTCOME_PROGRESS)
         c->reported = true;
@@ -279,6 +279,7 @@ static void ptx_send(kl_ptx_t *t, char *buf, size_t len, int code)
     t->lastlen = len;
     if (code < 200)
         return;
+    t->final_code = code;
     /* final: the request is no longer needed, the transaction lingers only
      * to absorb retransmissions and the ACK */
     t->final_sent = true;
@@ -635,7 +636,7 @@ bool kl__txn_match_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *
     t = hn != NULL ? kl_container_of(hn, kl_ptx_t, hn) : NULL;
 
     if (m->method == KL_M_ACK) {
-        if (t == NULL || t->last == NULL || !t->final_sent)
+        if (t == NULL || !t->final_sent || t->final_code < 300)
             return false; /* an ACK for a 2xx: its own transaction, routed */
         /* the ACK of a non-2xx final: absorbed hop by hop */
         if (!t->acked) {
@@ -727,6 +728,8 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
         return;
     }
     osip_via_param_get_byname(via, "branch", &br);
+    if (m->method == KL_M_CANCEL)
+        return; /* the answer to a CANCEL of ours: nothing to do */
     if (br == NULL || br->gvalue == NULL ||
         kl_branch_worker(br->gvalue, strlen(br->gvalue)) < 0) {
         p->stats.dropped[KL_DROP_UNMATCHED_RESPONSE]++;
@@ -742,8 +745,6 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
         return;
     }
     c = kl_container_of(hn, kl_ctx_t, hn);
-    if (m->method == KL_M_CANCEL)
-        return; /* the 200 to our CANCEL: nothing to do */
     t = c->ptx;
 
     if (c->final) {

@@ -78,7 +78,7 @@ start_keel() {
     local port
     port=$(python3 -c 'import sys,re
 t=open(sys.argv[1]).read()
-m=re.search(r"transport:\s*udp,\s*address:\s*([^,\s]+),\s*port:\s*(\d+)",t)
+m=re.search(r"transport:\s*udp,\s*address:\s*(127\.[0-9.]+),\s*port:\s*(\d+)",t)
 print(m.group(1)+" "+m.group(2))' "$conf")
     if ! python3 "$LIB_DIR/sipcheck.py" wait $port; then
         fail "keel did not come up on $port"
