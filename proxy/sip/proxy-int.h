@@ -28,7 +28,8 @@ struct kl_ctx {
     kl_hnode_t hn;      /* in p->clients, by key */
     char key[96];       /* branch + "|" + method class */
     char branch[80];
-    kl_ptx_t *ptx;      /* NULL when abandoned */
+    kl_ptx_t *ptx;      /* the transaction, while this is its current attempt */
+    kl_ptx_t *owner;    /* the transaction, while it lives (abandoned attempts too) */
     kl_proxy_t *p;
     kl_target_t target;
     bool has_target;
@@ -61,6 +62,8 @@ struct kl_ptx {
     kl_plan_t *plan;
     const kl_conf_cluster_t *cluster;
     kl_ctx_t *cur;     /* the attempt in progress, or NULL */
+    kl_ctx_t *branches[12]; /* every attempt still alive, for late 2xx */
+    unsigned nbranches;
     unsigned attempts;
     bool cancelled;
     bool final_sent;

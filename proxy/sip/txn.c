@@ -103,6 +103,16 @@ static void ctx_free(kl_ctx_t *c)
     kl_htab_del(&p->clients, &c->hn);
     if (c->ptx != NULL && c->ptx->cur == c)
         c->ptx->cur = NULL;
+    if (c->owner != NULL) {
+        kl_ptx_t *t = c->owner;
+
+        for (unsigned i = 0; i < t->nbranches; i++) {
+            if (t->branches[i] == c) {
+                t->branches[i] = t->branches[--t->nbranches];
+                break;
+            }
+        }
+    }
     if (c->has_target)
         p->rops->release(p->router, &c->target);
     free(c->req);
@@ -235,6 +245,9 @@ static void ptx_free(kl_ptx_t *t)
     kl_htab_del(&p->servers, &t->hn);
     if (t->cur != NULL)
         ctx_abandon(t->cur, KL_TXN_LINGER);
+    for (unsigned i = 0; i < t->nbranches; i++)
+        t->branches[i]->owner = NULL;
+    t->nbranches = 0;
     if (t->plan != NULL)
         p->rops->plan_free(p->router, t->plan);
     if (t->req != NULL) {
@@ -379,6 +392,11 @@ static void ptx_finish(kl_ptx_t *t)
         ptx_reply_local(t, 408, "Request Timeout", NULL);
         return;
     }
+    if (t->best_code >= 300) {
+        ptx_reply_local(t, t->best_code == 503 ? 500 : t->best_code,
+                        t->best_code == 503 ? "Server Internal Error" : "Final Response", NULL);
+        return;
+    }
     ptx_reply_local(t, 503, "Service Unavailable - No Destination Available",
                     "Retry-After: 5\r\n");
 }
@@ -425,6 +443,10 @@ static kl_ctx_t *ctx_new(kl_ptx_t *t, const kl_target_t *target)
         return NULL;
     c->p = p;
     c->ptx = t;
+    if (t->nbranches < sizeof(t->branches) / sizeof(t->branches[0])) {
+        c->owner = t;
+        t->branches[t->nbranches++] = c;
+    }
     c->target = *target;
     c->has_target = true;
     c->invite = t->method == KL_M_INVITE;
@@ -772,7 +794,7 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
             timer_arm(&c->t_attempt, t->cluster != NULL ? t->cluster->failover.ring_timeout
                                                         : 180000);
         }
-        if (code > 100 && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK)
+        if (code > 100 && m->osip->vias.nb_elt >= 2 && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK)
             ptx_send(t, fwd, fwdlen, code);
         return;
     }
@@ -783,8 +805,24 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
 
     if (code < 300) {
         ctx_report(c, KL_OUTCOME_OK, code);
-        if (t == NULL || t->final_sent) {
-            /* late 2xx on an abandoned branch: the caller must see it */
+        if (t == NULL && c->owner != NULL && !c->owner->final_sent &&
+            m->osip->vias.nb_elt >= 2 && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
+            /* a late 2xx on an abandoned branch answers the call (§16.7):
+             * forward it and cancel the branch still trying */
+            kl_ptx_t *o = c->owner;
+
+            if (o->cur != NULL) {
+                if (o->cur->provisional)
+                    ctx_send_cancel(o->cur);
+                else
+                    o->cur->cancel_pending = true;
+            }
+            if (c->invite)
+                p->rops->dialog(p->router, &c->target, +1);
+            ptx_send(o, fwd, fwdlen, code);
+        } else if (t == NULL || t->final_sent) {
+            /* late 2xx after the caller got its answer: the caller must
+             * still see it (its ACK and BYE end that dialog) */
             txn_forward_stateless(p, m);
         } else if (kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
             if (c->invite)
@@ -808,11 +846,16 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
             ctx_abandon(c, src->kind == KL_TP_UDP ? KL_TXN_LINGER : 0);
             return;
         }
-        if (better(code, t->best_code) && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
+        if (better(code, t->best_code)) {
             free(t->best);
-            t->best = fwd;
-            t->bestlen = fwdlen;
+            t->best = NULL;
             t->best_code = code;
+            /* a response that lost the caller's Via (a broken server) is
+             * not forwarded as it is: keel answers with its status */
+            if (m->osip->vias.nb_elt >= 2 && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
+                t->best = fwd;
+                t->bestlen = fwdlen;
+            }
         }
         ctx_abandon(c, src->kind == KL_TP_UDP ? KL_TXN_LINGER : 0);
         if (failure && cl != NULL && t->plan != NULL)

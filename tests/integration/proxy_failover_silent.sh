@@ -21,8 +21,8 @@ vals = []
 for f in glob.glob(sys.argv[1] + "/*_rtt.csv"):
     for line in open(f):
         parts = line.strip().split(";")
-        if len(parts) >= 3 and parts[2].replace(".", "", 1).isdigit():
-            vals.append(float(parts[2]))
+        if len(parts) >= 3 and parts[2] == "invite" and parts[1].replace(".", "", 1).isdigit():
+            vals.append(float(parts[1]))
 print(int(max(vals)) if vals else -1)
 PY
 )

@@ -38,8 +38,13 @@ r = u.recv(1)
 check(r is not None and r.code == 100, "100 Trying at once")
 req, raw, addr = A.recv_method("INVITE")
 check(req is not None, "zone-a gets the INVITE")
-u.send(inv)  # retransmission
+A.reply(req, addr, 180, "Ringing")
+r = recv_skip100()
+check(r is not None and r.code == 180, "180 relayed (%r)" % r)
+u.send(inv)  # retransmissions of the INVITE: keel answers them with the 180
 u.send(inv)
+r = recv_skip100()
+check(r is not None and r.code == 180, "a retransmitted INVITE gets the last provisional again")
 vias = req.all("Via")
 check(vias[0].startswith("SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK" % port), "keel's Via on top: " + vias[0])
 check("received=127.0.0.1" in vias[1] and ("rport=%d" % u.local_port) in vias[1], "received/rport on the caller's Via: " + vias[1])
@@ -48,11 +53,17 @@ check(len(rr) == 1 and "127.0.0.1:%d" % port in rr[0] and ";lr" in rr[0] and "kc
 check(req.get("Max-Forwards") == "69", "Max-Forwards decremented")
 check(b"X-Custom: MiXeD Case\r\n" in raw, "unknown header untouched")
 check(raw.endswith(b"m=audio 4000 RTP/AVP 0\r\n"), "body untouched")
-again, _, _ = A.recv_method("INVITE", 1.0)
-check(again is None, "retransmitted INVITEs absorbed: zone-a saw one")
-A.reply(req, addr, 180, "Ringing")
-r = recv_skip100()
-check(r is not None and r.code == 180, "180 relayed")
+# keel's own Timer A retransmissions carry its branch; a forwarded copy of the
+# caller's retransmission would carry a new one
+end = time.time() + 1.0
+others = 0
+while time.time() < end:
+    again, _, _ = A.recv_method("INVITE", max(0.01, end - time.time()))
+    if again is not None and again.all("Via")[0] != vias[0]:
+        others += 1
+check(others == 0, "retransmitted INVITEs absorbed: zone-a saw one transaction")
+while u.recv(0.2) is not None:  # the 180s sent again for the retransmissions
+    pass
 A.reply(req, addr, 200, "OK", extra=[("Content-Type", "application/sdp")], body=b"v=0\r\n")
 r = recv_skip100()
 check(r is not None and r.code == 200 and len(r.all("Via")) == 1, "200 relayed, keel's Via removed")
@@ -106,14 +117,17 @@ while time.time() < end:
         got.append(r)
 codes = [x.code for x in got]
 check(200 in codes and any("tag=a1" in x.get("To") for x in got if x.code == 200), "late 200 from zone-a forwarded to the caller (%s)" % codes)
-# zone-a's 200 is followed by the caller's ACK in real life; zone-b rings on: CANCEL it
-inv2c = inv2.replace(b"INVITE sip:", b"CANCEL sip:", 1).replace(b"CSeq: 1 INVITE", b"CSeq: 1 CANCEL")
-inv2c = inv2c.split(b"Content-Length")[0] + b"Content-Length: 0\r\n\r\n"
-u.send(inv2c)
+check(all(x < 300 for x in codes), "the late 200 is the call's answer: no other final (%s)" % codes)
 c, _, caddr = B.recv_method("CANCEL", 2)
-check(c is not None, "CANCEL reaches the ringing branch")
+check(c is not None, "zone-b, still ringing, is CANCELled")
+while u.recv(0.3) is not None:  # the 200 to the CANCEL
+    pass
 
 # --- ring timeout: 408 to the caller, CANCEL to the branch, no failover
+time.sleep(0.5)
+for srv in (A, B):  # what the earlier scenarios left queued
+    while srv.recv(0.1)[0] is not None:
+        pass
 inv3 = request("INVITE", ruri, local_port=u.local_port, branch="ring1")
 u.send(inv3)
 req3, _, addr3 = A.recv_method("INVITE")

@@ -105,9 +105,9 @@ SCEN="$KEEL_SRC/tests/integration/scenarios"
 start_uas() {
     local name=$1 port=$2 sf=$3 t=${4:-u1}
     command -v sipp >/dev/null || fail "sipp is not installed (scripts/setup installs sip-tester)"
-    sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -t "$t" -aa -nostdin -timeout 120s \
+    (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -t "$t" -aa -nostdin -timeout 120s \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
-        >"$TMP/$name.log" 2>&1 &
+        >"$TMP/$name.log" 2>&1) &
     local pid=$!
     PIDS+=("$pid")
     eval "${name}_PID=$pid"
@@ -123,9 +123,10 @@ run_uac() {
     shift 3
     local lport rc=0
     lport=$(free_port)
-    timeout 300 sipp "$target" -sf "$SCEN/$sf" -i 127.0.0.1 -p "$lport" -nostdin \
+    # in $TMP: SIPp writes its trace files (-trace_rtt ...) to the current folder
+    (cd "$TMP" && timeout 300 sipp "$target" -sf "$SCEN/$sf" -i 127.0.0.1 -p "$lport" -nostdin \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
-        "$@" >"$TMP/$name.log" 2>&1 || rc=$?
+        "$@" >"$TMP/$name.log" 2>&1) || rc=$?
     return $rc
 }
 
