@@ -232,8 +232,9 @@ static int parse_seq(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, v
         }
         path_pop(ctx, mark);
     }
-    if (rc == KL_OK && k->seq_post != NULL)
-        rc = k->seq_post(ctx, n, arr, *countp);
+    /* cross-entry checks run even when an entry had errors: all errors at once */
+    if (k->seq_post != NULL && k->seq_post(ctx, n, arr, *countp) != KL_OK)
+        rc = KL_EINVAL;
     return rc;
 }
 
