@@ -204,14 +204,16 @@ static int parse_seq(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, v
             if (e->type != YAML_SCALAR_NODE) {
                 rc = kl_cfg_error(ctx, e, NULL, "expected a string, got %s", node_type_name(e));
             } else {
-                ((char **)arr)[i] = strdup(scalar(e));
-                (*countp)++;
+                /* packed at the count, so a bad entry before leaves no hole */
+                ((char **)arr)[*countp] = strdup(scalar(e));
+                if (((char **)arr)[*countp] != NULL)
+                    (*countp)++;
             }
         } else if (k->type == KL_CFG_INTLIST) {
             unsigned long long v;
 
             if (parse_uint(ctx, e, k->min, k->max, &v) == KL_OK) {
-                ((int *)arr)[i] = (int)v;
+                ((int *)arr)[*countp] = (int)v;
                 (*countp)++;
             } else {
                 rc = KL_EINVAL;

@@ -1,3 +1,4 @@
+/* Socket address helpers: numeric literals only, no resolver. */
 #include "transport/transport.h"
 
 #include "core/errors.h"
@@ -9,8 +10,11 @@
 int kl_addr_from_str(const char *host, uint16_t port, kl_addr_t *out)
 {
     char h[64];
-    size_t len = strlen(host);
+    size_t len;
 
+    if (host == NULL || out == NULL)
+        return KL_EINVAL;
+    len = strlen(host);
     if (len >= sizeof(h))
         return KL_EINVAL;
     if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
@@ -42,6 +46,10 @@ int kl_addr_host(const kl_addr_t *a, char *out, size_t outlen)
 
     if (outlen == 0)
         return KL_EINVAL;
+    if (a->u.sa.sa_family != AF_INET && a->u.sa.sa_family != AF_INET6) {
+        out[0] = '\0';
+        return KL_EINVAL;
+    }
     if (inet_ntop(a->u.sa.sa_family == AF_INET6 ? AF_INET6 : AF_INET, src, out,
                   (socklen_t)outlen) == NULL) {
         out[0] = '\0';
@@ -57,14 +65,20 @@ uint16_t kl_addr_port(const kl_addr_t *a)
 
 int kl_addr_to_str(const kl_addr_t *a, char *out, size_t outlen)
 {
-    char h[64];
+    char h[INET6_ADDRSTRLEN];
+    int n;
 
-    kl_addr_host(a, h, sizeof(h));
+    if (outlen == 0)
+        return KL_EINVAL;
+    if (kl_addr_host(a, h, sizeof(h)) != KL_OK) {
+        snprintf(out, outlen, "?");
+        return KL_EINVAL;
+    }
     if (a->u.sa.sa_family == AF_INET6)
-        snprintf(out, outlen, "[%s]:%u", h, kl_addr_port(a));
+        n = snprintf(out, outlen, "[%s]:%u", h, kl_addr_port(a));
     else
-        snprintf(out, outlen, "%s:%u", h, kl_addr_port(a));
-    return KL_OK;
+        n = snprintf(out, outlen, "%s:%u", h, kl_addr_port(a));
+    return n < 0 || (size_t)n >= outlen ? KL_ERANGE : KL_OK;
 }
 
 bool kl_addr_eq(const kl_addr_t *a, const kl_addr_t *b)

@@ -51,8 +51,12 @@ struct kl_conn {
     bool lingering;  /* write side shut down, reading and dropping until EOF */
     bool corked;     /* in the read callback: replies are batched, flushed at its end */
     bool in_map;     /* in tp->by_peer */
+    bool peer_eof;      /* the peer shut down its side: close once our output is out */
+    bool in_msg;        /* some bytes of a message (not keep-alive CRLFs) are buffered */
     bool start_checked; /* the current message's start line was checked */
-    int conn_err;       /* connect failed at once: report on the next loop turn */
+    int pending_err;    /* failed (connect, write): closed by the timer on the next loop
+                           turn, so that on_err never runs inside kl_tp_send/reply */
+    size_t drained;     /* lingering: bytes read and dropped */
     kl_addr_t peer, local;
     kl_listener_t *listener; /* accepting listener; NULL when outgoing or unlistened */
 
@@ -70,6 +74,7 @@ struct kl_conn {
     uint64_t last_ms;      /* last byte read */
     uint64_t deadline_ms;  /* the timer is armed to fire at this time (0: not armed) */
     uint64_t born_ms;
+    uint64_t close_ms; /* when closing or lingering started */
 
     struct evbuffer *out;
     struct event *rev, *wev, *timer;
@@ -95,7 +100,7 @@ struct kl_tp {
     kl_conn_t *conns;
     unsigned nconns_in, nconns_out;
     kl_htab_t by_peer; /* open connections by peer address; newest wins */
-    char *rscratch;    /* read buffer shared by all connections */
+    char *rscratch;    /* read buffer shared by all connections (never resized) */
     size_t rscratch_cap;
 
     /* UDP: KL__UDP_BATCH buffers of udp_slot bytes each */

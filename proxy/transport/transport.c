@@ -164,7 +164,10 @@ static int tp_bind(kl_tp_t *tp, const kl_conf_listen_t *cl, const kl_addr_t *a)
 
     if (fd < 0)
         return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+    /* TCP: rebind over TIME_WAIT after a restart. Not UDP, where it would let
+     * a second daemon bind the same port and split the traffic silently. */
+    if (cl->transport == KL_TP_TCP &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
         goto fail;
     if (tp->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 struct event_base;
+struct kl_log_ctx;
 
 typedef struct kl_addr {
     union {
@@ -75,8 +76,14 @@ typedef struct kl_tp_stats {
 kl_tp_t *kl_tp_new(struct event_base *base, const kl_conf_transport_t *limits, bool reuseport,
                    kl_tp_msg_cb on_msg, kl_tp_err_cb on_err, void *arg);
 
-/* Closes every socket and frees everything. Accepts NULL. */
+/* Closes every socket and frees everything (no on_err calls). Accepts NULL.
+ * Connections still referenced (kl_conn_ref) are closed; their memory goes
+ * at the last kl_conn_unref(). */
 void kl_tp_free(kl_tp_t *tp);
+
+/* The log context (worker id) of the transport's log lines; <ctx> is copied,
+ * its strings borrowed. Default: worker -1. */
+void kl_tp_set_log_ctx(kl_tp_t *tp, const struct kl_log_ctx *ctx);
 
 /* Replaces the limits (reload). Existing connections keep running. */
 void kl_tp_set_limits(kl_tp_t *tp, const kl_conf_transport_t *limits);

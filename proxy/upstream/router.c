@@ -501,8 +501,7 @@ static int router_lookup(void *arg, const char *zone, const char *uri, kl_target
                 state_unref(r, s);
                 return KL_ENOENT;
             }
-            s->refs++; /* released with the target; freed when unused */
-            s->refs--;
+            /* refs stays 0: the target below holds it, freed on release */
         }
     }
     if (!s->routable)

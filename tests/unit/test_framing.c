@@ -1,107 +1,232 @@
-/* Unit tests for transport/framing: Content-Length framing of streams. */
+/* transport/framing.c: kl_frame_find() and the start-of-message checks. */
 #include "transport/framing.h"
+
 #include "core/errors.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <string.h>
-
+#include <stdint.h>
 #include <cmocka.h>
 
-#define HEAD "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n"
+#include <stdio.h>
+#include <string.h>
 
-static int find(const char *s, bool need_cl, kl_frame_t *f)
+#define MAX 65536
+
+#define HDRS                                                                                       \
+    "INVITE sip:bob@example.com SIP/2.0\r\n"                                                       \
+    "Via: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bK1\r\n"                                           \
+    "Call-ID: abc\r\n"
+
+static int find(const char *s, size_t max, bool need_cl, kl_frame_t *f)
 {
-    return kl_frame_find(s, strlen(s), 65536, need_cl, f);
+    memset(f, 0xa5, sizeof(*f));
+    return kl_frame_find(s, strlen(s), max, need_cl, f);
 }
 
-static void test_framing__complete_with_body(void **state)
+static void test_framing__complete_message_with_body(void **state)
 {
+    const char *m = HDRS "Content-Length: 12\r\n\r\nhello world!";
     kl_frame_t f;
-    const char *s = HEAD "Content-Length: 4\r\n\r\nbody" HEAD;
 
     (void)state;
-    assert_int_equal(find(s, true, &f), KL_OK);
+    assert_int_equal(find(m, MAX, true, &f), KL_OK);
     assert_int_equal(f.skip, 0);
-    assert_int_equal(f.hdr_len, strlen(HEAD "Content-Length: 4\r\n\r\n"));
-    assert_int_equal(f.body_len, 4);
+    assert_int_equal(f.hdr_len, strlen(m) - 12);
+    assert_int_equal(f.body_len, 12);
     assert_true(f.has_cl);
 }
 
-static void test_framing__incomplete(void **state)
+static void test_framing__header_incomplete(void **state)
 {
+    const char *m = HDRS "Content-Length: 12\r\n";
     kl_frame_t f;
 
     (void)state;
-    assert_int_equal(find(HEAD "Content-Len", true, &f), KL_EINCOMPLETE);
-    assert_int_equal(find(HEAD "Content-Length: 4\r\n", true, &f), KL_EINCOMPLETE);
-    /* the body may be incomplete: the caller compares lengths */
-    assert_int_equal(find(HEAD "Content-Length: 400\r\n\r\nab", true, &f), KL_OK);
-    assert_int_equal(f.body_len, 400);
+    assert_int_equal(find(m, MAX, true, &f), KL_EINCOMPLETE);
+    assert_int_equal(find(HDRS "Content-Len", MAX, true, &f), KL_EINCOMPLETE);
+    assert_int_equal(find("", MAX, true, &f), KL_EINCOMPLETE);
+    /* a CR without its LF is not the end yet */
+    assert_int_equal(find(HDRS "l: 0\r\n\r", MAX, true, &f), KL_EINCOMPLETE);
 }
 
-static void test_framing__compact_and_spacing(void **state)
+static void test_framing__body_incomplete(void **state)
 {
+    const char *m = HDRS "Content-Length: 12\r\n\r\nhello";
     kl_frame_t f;
 
     (void)state;
-    assert_int_equal(find(HEAD "l: 7\r\n\r\n", true, &f), KL_OK);
-    assert_int_equal(f.body_len, 7);
-    assert_int_equal(find(HEAD "content-length :  12 \r\n\r\n", true, &f), KL_OK);
+    /* the header section is complete: OK, the caller waits for the body */
+    assert_int_equal(find(m, MAX, true, &f), KL_OK);
+    assert_int_equal(f.hdr_len, strlen(m) - 5);
     assert_int_equal(f.body_len, 12);
 }
 
-static void test_framing__bad_content_length(void **state)
+static void test_framing__compact_l(void **state)
 {
     kl_frame_t f;
 
     (void)state;
-    assert_int_equal(find(HEAD "\r\n", true, &f), KL_EPROTO); /* missing on a stream */
-    assert_int_equal(find(HEAD "\r\n", false, &f), KL_OK);
-    assert_false(f.has_cl);
-    assert_int_equal(find(HEAD "Content-Length: 12abc\r\n\r\n", true, &f), KL_EPROTO);
-    assert_int_equal(find(HEAD "Content-Length: -1\r\n\r\n", true, &f), KL_EPROTO);
-    assert_int_equal(find(HEAD "Content-Length: 99999999999\r\n\r\n", true, &f), KL_EPROTO);
-    assert_int_equal(find(HEAD "Content-Length: 1\r\nl: 2\r\n\r\n", true, &f), KL_EPROTO);
-    assert_int_equal(find(HEAD "Content-Length: 2\r\nl: 2\r\n\r\n", true, &f), KL_OK);
+    assert_int_equal(find(HDRS "l: 5\r\n\r\nhello", MAX, true, &f), KL_OK);
+    assert_int_equal(f.body_len, 5);
+    assert_int_equal(find(HDRS "L:5\r\n\r\nhello", MAX, true, &f), KL_OK);
+    assert_int_equal(f.body_len, 5);
+    /* another one-letter header is not Content-Length */
+    assert_int_equal(find(HDRS "i: x\r\n\r\n", MAX, true, &f), KL_EPROTO);
 }
 
-static void test_framing__leading_crlf_and_lf_only(void **state)
+static void test_framing__space_before_colon_and_case(void **state)
 {
     kl_frame_t f;
 
     (void)state;
-    assert_int_equal(find("\r\n\r\n" HEAD "Content-Length: 0\r\n\r\n", true, &f), KL_OK);
-    assert_int_equal(f.skip, 4);
-    assert_int_equal(find("OPTIONS sip:a@b SIP/2.0\nl: 3\n\nabc", true, &f), KL_OK);
+    assert_int_equal(find(HDRS "Content-Length : 12\r\n\r\n", MAX, true, &f), KL_OK);
+    assert_int_equal(f.body_len, 12);
+    assert_int_equal(find(HDRS "content-LENGTH\t:\t 7 \t\r\n\r\n", MAX, true, &f), KL_OK);
+    assert_int_equal(f.body_len, 7);
+    /* a header whose name only starts like it */
+    assert_int_equal(find(HDRS "Content-Length-X: 3\r\n\r\n", MAX, true, &f), KL_EPROTO);
+}
+
+static void test_framing__missing_cl(void **state)
+{
+    kl_frame_t f;
+
+    (void)state;
+    assert_int_equal(find(HDRS "\r\n", MAX, true, &f), KL_EPROTO);
+    /* datagrams: optional */
+    assert_int_equal(find(HDRS "\r\n", MAX, false, &f), KL_OK);
+    assert_false(f.has_cl);
+    assert_int_equal(f.body_len, 0);
+}
+
+static void test_framing__bad_cl(void **state)
+{
+    kl_frame_t f;
+
+    (void)state;
+    assert_int_equal(find(HDRS "Content-Length: 12abc\r\n\r\n", MAX, true, &f), KL_EPROTO);
+    assert_int_equal(find(HDRS "Content-Length: -1\r\n\r\n", MAX, true, &f), KL_EPROTO);
+    assert_int_equal(find(HDRS "Content-Length: \r\n\r\n", MAX, false, &f), KL_EPROTO);
+    assert_int_equal(find(HDRS "Content-Length: 1 2\r\n\r\n", MAX, true, &f), KL_EPROTO);
+    assert_int_equal(find(HDRS "Content-Length: 0x10\r\n\r\n", MAX, true, &f), KL_EPROTO);
+    assert_int_equal(find(HDRS "Content-Length: 99999999999999999999999\r\n\r\n", MAX, true, &f),
+                     KL_EPROTO);
+    assert_int_equal(find(HDRS "Content-Length: 2147483648\r\n\r\n", MAX, true, &f), KL_EPROTO);
+    /* well formed but past the limit: too big, so the caller can say 513 */
+    assert_int_equal(find(HDRS "Content-Length: 2147483647\r\n\r\n", MAX, true, &f), KL_ETOOBIG);
+    /* leading zeros are still digits */
+    assert_int_equal(find(HDRS "Content-Length: 0000000000000000000004\r\n\r\nabcd", MAX, true,
+                          &f),
+                     KL_OK);
+    assert_int_equal(f.body_len, 4);
+}
+
+static void test_framing__two_different_cls(void **state)
+{
+    kl_frame_t f;
+
+    (void)state;
+    assert_int_equal(find(HDRS "Content-Length: 4\r\nl: 5\r\n\r\nabcde", MAX, true, &f),
+                     KL_EPROTO);
+    /* the same value twice is only redundant */
+    assert_int_equal(find(HDRS "Content-Length: 4\r\nl: 4\r\n\r\nabcd", MAX, true, &f), KL_OK);
+    assert_int_equal(f.body_len, 4);
+}
+
+static void test_framing__leading_crlfs(void **state)
+{
+    const char *m = "\r\n\r\n\r\n" HDRS "l: 0\r\n\r\n";
+    kl_frame_t f;
+
+    (void)state;
+    assert_int_equal(find(m, MAX, true, &f), KL_OK);
+    assert_int_equal(f.skip, 6);
+    assert_int_equal(f.hdr_len, strlen(m) - 6);
+    assert_int_equal(find("\r\n\r\n", MAX, true, &f), KL_EINCOMPLETE);
+}
+
+static void test_framing__lf_only(void **state)
+{
+    const char *m = "OPTIONS sip:a SIP/2.0\nVia: x\nContent-Length: 3\n\nabc";
+    kl_frame_t f;
+
+    (void)state;
+    assert_int_equal(find(m, MAX, true, &f), KL_OK);
+    assert_int_equal(f.hdr_len, strlen(m) - 3);
     assert_int_equal(f.body_len, 3);
+    /* mixed: a CRLF header section ended by a bare LF line */
+    assert_int_equal(find("OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\n", MAX, true, &f), KL_OK);
+    assert_int_equal(f.hdr_len, strlen("OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\n"));
+}
+
+static void test_framing__folded_lines_ignored(void **state)
+{
+    kl_frame_t f;
+
+    (void)state;
+    assert_int_equal(find(HDRS "Subject: a\r\n b: 9\r\nl: 1\r\n\r\nx", MAX, true, &f), KL_OK);
+    assert_int_equal(f.body_len, 1);
 }
 
 static void test_framing__too_big(void **state)
 {
-    char big[3000];
+    char big[600];
     kl_frame_t f;
 
     (void)state;
-    memset(big, 'a', sizeof(big) - 1);
+    /* the header section alone past the limit, complete or not */
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "OPTIONS sip:a SIP/2.0\r\nX: ", 26);
     big[sizeof(big) - 1] = '\0';
-    memcpy(big, HEAD, strlen(HEAD));
-    assert_int_equal(kl_frame_find(big, strlen(big), 1024, true, &f), KL_ETOOBIG);
-    assert_int_equal(kl_frame_find(HEAD "Content-Length: 5000\r\n\r\n",
-                                   strlen(HEAD "Content-Length: 5000\r\n\r\n"), 1024, true, &f),
-                     KL_ETOOBIG);
+    assert_int_equal(find(big, 256, true, &f), KL_ETOOBIG);
+    assert_int_equal(find(HDRS "l: 0\r\n\r\n", 64, true, &f), KL_ETOOBIG);
+    /* header plus body past it */
+    assert_int_equal(find(HDRS "l: 200\r\n\r\n", 256, true, &f), KL_ETOOBIG);
+    /* exactly at the limit is fine */
+    {
+        const char *m = HDRS "l: 10\r\n\r\n";
+
+        assert_int_equal(find(m, strlen(m) + 10, true, &f), KL_OK);
+        assert_int_equal(find(m, strlen(m) + 9, true, &f), KL_ETOOBIG);
+    }
+}
+
+static void test_framing__start_checks(void **state)
+{
+    (void)state;
+    assert_true(kl_frame_start_byte_ok('I'));
+    assert_true(kl_frame_start_byte_ok('S'));
+    assert_false(kl_frame_start_byte_ok('\x16')); /* a TLS ClientHello */
+    assert_false(kl_frame_start_byte_ok(' '));
+    assert_false(kl_frame_start_byte_ok('\0'));
+    assert_true(kl_frame_start_line_ok("INVITE sip:a@b SIP/2.0\r", 23));
+    assert_true(kl_frame_start_line_ok("SIP/2.0 200 OK", 14));
+    assert_true(kl_frame_start_line_ok("SIP/2.0 200", 11));
+    assert_false(kl_frame_start_line_ok("GET / HTTP/1.1\r", 15));
+    assert_false(kl_frame_start_line_ok("INVITE SIP/2.0", 14));
+    assert_false(kl_frame_start_line_ok("hello", 5));
+    assert_false(kl_frame_start_line_ok("", 0));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_framing__complete_with_body),
-        cmocka_unit_test(test_framing__incomplete),
-        cmocka_unit_test(test_framing__compact_and_spacing),
-        cmocka_unit_test(test_framing__bad_content_length),
-        cmocka_unit_test(test_framing__leading_crlf_and_lf_only),
+        cmocka_unit_test(test_framing__complete_message_with_body),
+        cmocka_unit_test(test_framing__header_incomplete),
+        cmocka_unit_test(test_framing__body_incomplete),
+        cmocka_unit_test(test_framing__compact_l),
+        cmocka_unit_test(test_framing__space_before_colon_and_case),
+        cmocka_unit_test(test_framing__missing_cl),
+        cmocka_unit_test(test_framing__bad_cl),
+        cmocka_unit_test(test_framing__two_different_cls),
+        cmocka_unit_test(test_framing__leading_crlfs),
+        cmocka_unit_test(test_framing__lf_only),
+        cmocka_unit_test(test_framing__folded_lines_ignored),
         cmocka_unit_test(test_framing__too_big),
+        cmocka_unit_test(test_framing__start_checks),
     };
+
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
