@@ -28,16 +28,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define TCP_SCRATCH (64 * 1024)
-#define TCP_READ_ROUNDS 4    /* reads per readiness callback, for fairness */
-#define TCP_ACCEPT_BATCH 64  /* accepts per readiness callback */
-#define TCP_RBUF_KEEP 16384  /* a connection's emptied buffer is kept up to this size */
-#define TCP_LINGER_MS 2000u  /* flushing a reply before a close, then reading to EOF */
+#define TCP_SCRATCH      (64 * 1024)
+#define TCP_READ_ROUNDS  4     /* reads per readiness callback, for fairness */
+#define TCP_ACCEPT_BATCH 64    /* accepts per readiness callback */
+#define TCP_RBUF_KEEP    16384 /* a connection's emptied buffer is kept up to this size */
+#define TCP_LINGER_MS    2000u /* flushing a reply before a close, then reading to EOF */
 #define TCP_LINGER_BYTES (256u * 1024u)
-#define TCP_PAUSE_MS 100     /* accept() paused this long when out of descriptors */
-#define TCP_CONNECT_MS 10000 /* connect timeout when header_timeout is 0 */
-#define TCP_IOV 16
-#define TCP_NO_DEADLINE UINT64_MAX
+#define TCP_PAUSE_MS     100   /* accept() paused this long when out of descriptors */
+#define TCP_CONNECT_MS   10000 /* connect timeout when header_timeout is 0 */
+#define TCP_IOV          16
+#define TCP_NO_DEADLINE  UINT64_MAX
 
 static void conn_close(kl_conn_t *c, int err);
 static void conn_flush(kl_conn_t *c);
@@ -110,8 +110,7 @@ static uint64_t conn_deadline(const kl_conn_t *c)
     if (c->connecting)
         return c->born_ms + (lim->header_timeout != 0 ? lim->header_timeout : TCP_CONNECT_MS);
     if (c->msg_start_ms != 0)
-        return lim->header_timeout != 0 ? c->msg_start_ms + lim->header_timeout
-                                        : TCP_NO_DEADLINE;
+        return lim->header_timeout != 0 ? c->msg_start_ms + lim->header_timeout : TCP_NO_DEADLINE;
     return lim->idle_timeout != 0 ? c->last_ms + lim->idle_timeout : TCP_NO_DEADLINE;
 }
 
@@ -329,8 +328,7 @@ static void conn_close(kl_conn_t *c, int err)
 
     if (!c->open)
         return;
-    notify = err != KL_OK && tp->on_err != NULL &&
-             (c->outgoing || evbuffer_get_length(c->out) > 0);
+    notify = err != KL_OK && tp->on_err != NULL && (c->outgoing || evbuffer_get_length(c->out) > 0);
     c->open = false;
     event_free(c->rev);
     event_free(c->wev);

@@ -20,9 +20,9 @@ struct evbuffer;
 struct mmsghdr;
 struct iovec;
 
-#define KL__UDP_BATCH 32             /* datagrams per recvmmsg() */
-#define KL__ADDR_KEY_MAX 19          /* family + port + IPv6 address */
-#define KL__SUMMARY_EVERY_MS 10000u  /* at most one hostile-input summary line per this */
+#define KL__UDP_BATCH        32     /* datagrams per recvmmsg() */
+#define KL__ADDR_KEY_MAX     19     /* family + port + IPv6 address */
+#define KL__SUMMARY_EVERY_MS 10000u /* at most one hostile-input summary line per this */
 
 struct kl_listener {
     kl_tp_t *tp;
@@ -44,13 +44,13 @@ struct kl_conn {
     kl_tp_t *tp;
     int fd;
     unsigned refs;
-    bool open;       /* false once closed: the struct is a husk for refs */
-    bool outgoing;   /* keel opened it */
-    bool connecting; /* non-blocking connect in progress */
-    bool closing;    /* framing broke: flush what the callback sent, then close */
-    bool lingering;  /* write side shut down, reading and dropping until EOF */
-    bool corked;     /* in the read callback: replies are batched, flushed at its end */
-    bool in_map;     /* in tp->by_peer */
+    bool open;          /* false once closed: the struct is a husk for refs */
+    bool outgoing;      /* keel opened it */
+    bool connecting;    /* non-blocking connect in progress */
+    bool closing;       /* framing broke: flush what the callback sent, then close */
+    bool lingering;     /* write side shut down, reading and dropping until EOF */
+    bool corked;        /* in the read callback: replies are batched, flushed at its end */
+    bool in_map;        /* in tp->by_peer */
     bool peer_eof;      /* the peer shut down its side: close once our output is out */
     bool in_msg;        /* some bytes of a message (not keep-alive CRLFs) are buffered */
     bool start_checked; /* the current message's start line was checked */

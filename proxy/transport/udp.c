@@ -17,7 +17,7 @@
 /* A burst of signalling should not starve the other sockets of the worker:
  * at most this many batches per readiness callback. */
 #define UDP_BATCHES_PER_CB 4
-#define UDP_SOCKBUF (4 * 1024 * 1024)
+#define UDP_SOCKBUF        (4 * 1024 * 1024)
 
 void kl__udp_sockopts(int fd)
 {
@@ -170,8 +170,7 @@ void kl__udp_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int kl__udp_sendto(kl_tp_t *tp, kl_listener_t *l, const kl_addr_t *dst, const char *buf,
-                   size_t len)
+int kl__udp_sendto(kl_tp_t *tp, kl_listener_t *l, const kl_addr_t *dst, const char *buf, size_t len)
 {
     ssize_t n;
 

@@ -117,8 +117,7 @@ static void test_framing__bad_cl(void **state)
     /* well formed but past the limit: too big, so the caller can say 513 */
     assert_int_equal(find(HDRS "Content-Length: 2147483647\r\n\r\n", MAX, true, &f), KL_ETOOBIG);
     /* leading zeros are still digits */
-    assert_int_equal(find(HDRS "Content-Length: 0000000000000000000004\r\n\r\nabcd", MAX, true,
-                          &f),
+    assert_int_equal(find(HDRS "Content-Length: 0000000000000000000004\r\n\r\nabcd", MAX, true, &f),
                      KL_OK);
     assert_int_equal(f.body_len, 4);
 }
@@ -128,8 +127,7 @@ static void test_framing__two_different_cls(void **state)
     kl_frame_t f;
 
     (void)state;
-    assert_int_equal(find(HDRS "Content-Length: 4\r\nl: 5\r\n\r\nabcde", MAX, true, &f),
-                     KL_EPROTO);
+    assert_int_equal(find(HDRS "Content-Length: 4\r\nl: 5\r\n\r\nabcde", MAX, true, &f), KL_EPROTO);
     /* the same value twice is only redundant */
     assert_int_equal(find(HDRS "Content-Length: 4\r\nl: 4\r\n\r\nabcd", MAX, true, &f), KL_OK);
     assert_int_equal(f.body_len, 4);
