@@ -79,6 +79,7 @@ static int worker_start(kl_worker_t *w)
                       kl_proxy_on_tp_error, w->proxy);
     if (w->tp == NULL)
         return KL_ENOMEM;
+    kl_tp_set_log_ctx(w->tp, &w->log);
     return worker_listen_all(w, w->conf);
 }
 
