@@ -611,6 +611,11 @@ void kl__txn_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, k
     }
     t->cls = classify(t->method);
     t->attempts = 1;
+    /* the cluster of the dialog's zone gives the timeouts (no failover) */
+    for (size_t i = 0; target->zone != NULL && i < t->conf->nclusters && t->cluster == NULL; i++) {
+        if (kl_conf_zone(&t->conf->clusters[i], target->zone) != NULL)
+            t->cluster = &t->conf->clusters[i];
+    }
     if (t->method == KL_M_INVITE)
         ptx_reply_local(t, 100, "Trying", NULL);
     if (ptx_send_attempt(t, target, true) != KL_OK) {

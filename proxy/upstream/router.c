@@ -118,6 +118,12 @@ static void state_set_addr(dest_state_t *s, const kl_conf_dest_t *d)
     uint16_t port = d->port ? d->port : (d->transport == KL_TP_TLS ? 5061 : 5060);
 
     s->transport = d->transport;
+    /* "localhost" needs no resolver; other names wait for the dns module */
+    if (strcasecmp(d->host, "localhost") == 0) {
+        s->routable = kl_addr_from_str("127.0.0.1", port, &s->addr) == KL_OK &&
+                      (d->transport == KL_TP_UDP || d->transport == KL_TP_TCP);
+        return;
+    }
     s->routable = d->host_is_ip && kl_addr_from_str(d->host, port, &s->addr) == KL_OK &&
                   (d->transport == KL_TP_UDP || d->transport == KL_TP_TCP);
 }
