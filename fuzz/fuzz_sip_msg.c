@@ -33,11 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (m.is_request) {
             if (kl_sip_msg_check_request(&m, &v) == KL_OK || v.code != 0)
                 kl_sip_reply_raw(&m, v.code ? v.code : 200, "OK", "tag", NULL, out, sizeof(out));
-            e[n++] = (kl_splice_t){.off = kl_sip_msg_headers_off(&m), .ins = "Via: X\r\n",
-                                   .inslen = 8};
+            e[n++] =
+                (kl_splice_t){.off = kl_sip_msg_headers_off(&m), .ins = "Via: X\r\n", .inslen = 8};
             if (kl_sip_msg_max_forwards(&m) > 0 &&
-                kl_sip_edit_max_forwards(&m, kl_sip_msg_max_forwards(&m) - 1, mf, &e[n]) ==
-                    KL_OK)
+                kl_sip_edit_max_forwards(&m, kl_sip_msg_max_forwards(&m) - 1, mf, &e[n]) == KL_OK)
                 n++;
             if (kl_sip_edit_pop_first(&m, KL_HDR_ROUTE, &e[n]) == KL_OK)
                 n++;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define CFG_MAX_VISITS 100000
-#define CFG_MAX_ITEMS 10000
+#define CFG_MAX_ITEMS  10000
 
 int kl_cfg_error(kl_cfg_ctx_t *ctx, const yaml_node_t *node, const char *suffix, const char *fmt,
                  ...)
@@ -151,8 +151,8 @@ static int parse_uint(kl_cfg_ctx_t *ctx, yaml_node_t *n, long long min, long lon
     size_t i = 0;
 
     if (n->type != YAML_SCALAR_NODE || !plain(n))
-        return kl_cfg_error(ctx, n, NULL, "expected a whole number in %lld..%lld, got %s", min,
-                            max, n->type == YAML_SCALAR_NODE ? "a quoted string" : node_type_name(n));
+        return kl_cfg_error(ctx, n, NULL, "expected a whole number in %lld..%lld, got %s", min, max,
+                            n->type == YAML_SCALAR_NODE ? "a quoted string" : node_type_name(n));
     s = scalar(n);
     for (; s[i] != '\0'; i++) {
         if (s[i] < '0' || s[i] > '9' || i >= 19)
@@ -183,9 +183,9 @@ static int parse_seq(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, v
     if (count > CFG_MAX_ITEMS)
         return kl_cfg_error(ctx, n, NULL, "too many entries (%zu, at most %d)", count,
                             CFG_MAX_ITEMS);
-    arr = calloc(count ? count : 1, k->type == KL_CFG_SEQ ? k->elem_size
-                                     : k->type == KL_CFG_INTLIST ? sizeof(int)
-                                                                 : sizeof(char *));
+    arr = calloc(count ? count : 1, k->type == KL_CFG_SEQ       ? k->elem_size
+                                    : k->type == KL_CFG_INTLIST ? sizeof(int)
+                                                                : sizeof(char *));
     if (arr == NULL)
         return kl_cfg_error(ctx, n, NULL, "out of memory");
     *(void **)((char *)base + k->off) = arr;
@@ -397,8 +397,8 @@ int kl_cfg_parse_map(kl_cfg_ctx_t *ctx, yaml_node_t *node, const kl_cfg_key_t *t
                 }
             }
             if (best != NULL)
-                rc = kl_cfg_error(ctx, kn, NULL, "unknown key '%s'; did you mean '%s'?", name,
-                                  best);
+                rc =
+                    kl_cfg_error(ctx, kn, NULL, "unknown key '%s'; did you mean '%s'?", name, best);
             else
                 rc = kl_cfg_error(ctx, kn, NULL, "unknown key '%s'", name);
             path_pop(ctx, mark);

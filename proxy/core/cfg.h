@@ -17,7 +17,7 @@ typedef struct kl_cfg_ctx {
     const char *file;
     yaml_document_t *doc;
     kl_cfg_errs_t *errs;
-    char path[256]; /* the key path being parsed */
+    char path[256];  /* the key path being parsed */
     unsigned visits; /* nodes visited: a guard against alias bombs */
 } kl_cfg_ctx_t;
 

@@ -17,8 +17,8 @@
 /* A config error: where, which key, what was expected. */
 typedef struct kl_cfg_err {
     char file[256];
-    int line; /* 1-based; 0 when the error is not tied to a place */
-    int col;  /* 1-based */
+    int line;      /* 1-based; 0 when the error is not tied to a place */
+    int col;       /* 1-based */
     char key[256]; /* key path: clusters[0].zones[1].weight */
     char msg[512];
 } kl_cfg_err_t;
@@ -47,10 +47,10 @@ typedef struct kl_conf_listen {
 
 /* A parsed sip:/sips: URI of a destination (static host or DNS name). */
 typedef struct kl_conf_dest {
-    char *uri;          /* as written, the destination's identity with its zone */
-    unsigned weight;    /* default 1 */
-    char *host;         /* without brackets */
-    uint16_t port;      /* 0: not given (RFC 3263 rules apply) */
+    char *uri;       /* as written, the destination's identity with its zone */
+    unsigned weight; /* default 1 */
+    char *host;      /* without brackets */
+    uint16_t port;   /* 0: not given (RFC 3263 rules apply) */
     kl_tp_kind_t transport;
     bool transport_set; /* ;transport= present */
     bool host_is_ip;    /* literal address: no DNS */
@@ -73,10 +73,10 @@ typedef struct kl_conf_zone {
 } kl_conf_zone_t;
 
 typedef struct kl_conf_failover {
-    unsigned max_attempts;      /* 3 */
-    uint32_t attempt_timeout;   /* ms, 2000 */
-    uint32_t ring_timeout;      /* ms, 120000 (Timer C) */
-    int *codes;                 /* [408, 500, 503, 504] */
+    unsigned max_attempts;    /* 3 */
+    uint32_t attempt_timeout; /* ms, 2000 */
+    uint32_t ring_timeout;    /* ms, 120000 (Timer C) */
+    int *codes;               /* [408, 500, 503, 504] */
     size_t ncodes;
 } kl_conf_failover_t;
 
@@ -92,7 +92,7 @@ typedef struct kl_conf_health {
     unsigned fall;     /* 3 */
     int *accept;       /* [200, 404, 405, 483] */
     size_t naccept;
-    bool enabled;      /* true */
+    bool enabled; /* true */
 } kl_conf_health_t;
 
 typedef struct kl_conf_outlier {
@@ -139,7 +139,7 @@ typedef struct kl_conf_route {
 typedef struct kl_conf_admin {
     char *address; /* NULL: no admin listener */
     uint16_t port;
-    char *token;   /* "" or NULL: POSTs unguarded */
+    char *token; /* "" or NULL: POSTs unguarded */
     bool faults;
 } kl_conf_admin_t;
 

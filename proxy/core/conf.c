@@ -264,8 +264,8 @@ static int listen_post(kl_cfg_ctx_t *ctx, yaml_node_t *node, void *elem)
     kl_conf_listen_t *l = elem;
     unsigned char buf[16];
 
-    if (l->address == NULL || (inet_pton(AF_INET, l->address, buf) != 1 &&
-                               inet_pton(AF_INET6, l->address, buf) != 1))
+    if (l->address == NULL ||
+        (inet_pton(AF_INET, l->address, buf) != 1 && inet_pton(AF_INET6, l->address, buf) != 1))
         return kl_cfg_error(ctx, kl_cfg_map_get(ctx, node, "address") ?: node, ".address",
                             "expected a numeric IPv4 or IPv6 address, got '%s'",
                             l->address != NULL ? l->address : "");
@@ -278,16 +278,17 @@ static int listen_post(kl_cfg_ctx_t *ctx, yaml_node_t *node, void *elem)
     return KL_OK;
 }
 
-
 /* ---- tables ---- */
 
 static int methods_upper(kl_cfg_ctx_t *ctx, yaml_node_t *node, void *field);
 
 #define F(type, field) offsetof(type, field)
 
-static const kl_cfg_key_t methods_key[] = { {.name = "method", .type = KL_CFG_STRLIST,
-                                         .off = F(kl_conf_match_t, methods),
-                                         .count_off = F(kl_conf_match_t, nmethods)}, {0}};
+static const kl_cfg_key_t methods_key[] = {{.name = "method",
+                                            .type = KL_CFG_STRLIST,
+                                            .off = F(kl_conf_match_t, methods),
+                                            .count_off = F(kl_conf_match_t, nmethods)},
+                                           {0}};
 
 static const kl_cfg_key_t node_keys[] = {
     {.name = "id", .type = KL_CFG_STR, .off = F(kl_conf_t, node_id)},
@@ -299,52 +300,83 @@ static const kl_cfg_key_t log_keys[] = {
     {0},
 };
 static const kl_cfg_key_t listen_keys[] = {
-    {.name = "transport", .type = KL_CFG_ENUM, .off = F(kl_conf_listen_t, transport),
+    {.name = "transport",
+     .type = KL_CFG_ENUM,
+     .off = F(kl_conf_listen_t, transport),
      .enums = transports},
     {.name = "address", .type = KL_CFG_STR, .off = F(kl_conf_listen_t, address)},
-    {.name = "port", .type = KL_CFG_UINT, .off = F(kl_conf_listen_t, port), .min = 1,
-     .max = 65535, .width = sizeof(uint16_t)},
+    {.name = "port",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_listen_t, port),
+     .min = 1,
+     .max = 65535,
+     .width = sizeof(uint16_t)},
     {0},
 };
 static const kl_cfg_key_t admin_keys[] = {
     {.name = "address", .type = KL_CFG_STR, .off = F(kl_conf_admin_t, address)},
-    {.name = "port", .type = KL_CFG_UINT, .off = F(kl_conf_admin_t, port), .min = 1, .max = 65535,
+    {.name = "port",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_admin_t, port),
+     .min = 1,
+     .max = 65535,
      .width = sizeof(uint16_t)},
     {.name = "token", .type = KL_CFG_STR, .off = F(kl_conf_admin_t, token)},
     {.name = "faults", .type = KL_CFG_BOOL, .off = F(kl_conf_admin_t, faults)},
     {0},
 };
 static const kl_cfg_key_t per_source_keys[] = {
-    {.name = "rate", .type = KL_CFG_UINT, .off = F(kl_conf_admission_t, per_source_rate),
+    {.name = "rate",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_admission_t, per_source_rate),
      .max = 10000000},
-    {.name = "burst", .type = KL_CFG_UINT, .off = F(kl_conf_admission_t, per_source_burst),
+    {.name = "burst",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_admission_t, per_source_burst),
      .max = 10000000},
     {0},
 };
 static const kl_cfg_key_t emergency_keys[] = {
-    {.name = "numbers", .type = KL_CFG_STRLIST, .off = F(kl_conf_admission_t, emergency_numbers),
+    {.name = "numbers",
+     .type = KL_CFG_STRLIST,
+     .off = F(kl_conf_admission_t, emergency_numbers),
      .count_off = F(kl_conf_admission_t, nemergency_numbers)},
     {0},
 };
 static const kl_cfg_key_t admission_keys[] = {
-    {.name = "new_calls_per_s", .type = KL_CFG_UINT,
-     .off = F(kl_conf_admission_t, new_calls_per_s), .max = 10000000},
+    {.name = "new_calls_per_s",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_admission_t, new_calls_per_s),
+     .max = 10000000},
     {.name = "per_source", .type = KL_CFG_MAP, .off = 0, .sub = per_source_keys},
-    {.name = "scanner_user_agents", .type = KL_CFG_STRLIST,
+    {.name = "scanner_user_agents",
+     .type = KL_CFG_STRLIST,
      .off = F(kl_conf_admission_t, scanner_user_agents),
      .count_off = F(kl_conf_admission_t, nscanner_user_agents)},
     {.name = "emergency", .type = KL_CFG_MAP, .off = 0, .sub = emergency_keys},
     {0},
 };
 static const kl_cfg_key_t transport_keys[] = {
-    {.name = "max_message_size", .type = KL_CFG_UINT,
-     .off = F(kl_conf_transport_t, max_message_size), .min = 1024, .max = 1048576},
-    {.name = "max_connections", .type = KL_CFG_UINT,
-     .off = F(kl_conf_transport_t, max_connections), .min = 1, .max = 1000000},
-    {.name = "header_timeout", .type = KL_CFG_DURATION,
-     .off = F(kl_conf_transport_t, header_timeout), .min = 100, .max = 3600000},
-    {.name = "idle_timeout", .type = KL_CFG_DURATION, .off = F(kl_conf_transport_t, idle_timeout),
-     .min = 1000, .max = 86400000},
+    {.name = "max_message_size",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_transport_t, max_message_size),
+     .min = 1024,
+     .max = 1048576},
+    {.name = "max_connections",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_transport_t, max_connections),
+     .min = 1,
+     .max = 1000000},
+    {.name = "header_timeout",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_transport_t, header_timeout),
+     .min = 100,
+     .max = 3600000},
+    {.name = "idle_timeout",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_transport_t, idle_timeout),
+     .min = 1000,
+     .max = 86400000},
     {0},
 };
 static const kl_cfg_key_t match_keys[] = {
@@ -359,14 +391,27 @@ static const kl_cfg_key_t route_keys[] = {
     {0},
 };
 static const kl_cfg_key_t failover_keys[] = {
-    {.name = "max_attempts", .type = KL_CFG_UINT, .off = F(kl_conf_failover_t, max_attempts),
-     .min = 1, .max = 10},
-    {.name = "attempt_timeout", .type = KL_CFG_DURATION,
-     .off = F(kl_conf_failover_t, attempt_timeout), .min = 50, .max = 300000},
-    {.name = "ring_timeout", .type = KL_CFG_DURATION, .off = F(kl_conf_failover_t, ring_timeout),
-     .min = 1000, .max = 3600000},
-    {.name = "codes", .type = KL_CFG_INTLIST, .off = F(kl_conf_failover_t, codes), .min = 300,
-     .max = 699, .count_off = F(kl_conf_failover_t, ncodes)},
+    {.name = "max_attempts",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_failover_t, max_attempts),
+     .min = 1,
+     .max = 10},
+    {.name = "attempt_timeout",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_failover_t, attempt_timeout),
+     .min = 50,
+     .max = 300000},
+    {.name = "ring_timeout",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_failover_t, ring_timeout),
+     .min = 1000,
+     .max = 3600000},
+    {.name = "codes",
+     .type = KL_CFG_INTLIST,
+     .off = F(kl_conf_failover_t, codes),
+     .min = 300,
+     .max = 699,
+     .count_off = F(kl_conf_failover_t, ncodes)},
     {0},
 };
 static const kl_cfg_key_t retry_keys[] = {
@@ -376,55 +421,96 @@ static const kl_cfg_key_t retry_keys[] = {
 };
 static const kl_cfg_key_t health_keys[] = {
     {.name = "enabled", .type = KL_CFG_BOOL, .off = F(kl_conf_health_t, enabled)},
-    {.name = "interval", .type = KL_CFG_DURATION, .off = F(kl_conf_health_t, interval),
-     .min = 100, .max = 3600000},
-    {.name = "timeout", .type = KL_CFG_DURATION, .off = F(kl_conf_health_t, timeout), .min = 50,
+    {.name = "interval",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_health_t, interval),
+     .min = 100,
+     .max = 3600000},
+    {.name = "timeout",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_health_t, timeout),
+     .min = 50,
      .max = 3600000},
     {.name = "rise", .type = KL_CFG_UINT, .off = F(kl_conf_health_t, rise), .min = 1, .max = 100},
     {.name = "fall", .type = KL_CFG_UINT, .off = F(kl_conf_health_t, fall), .min = 1, .max = 100},
-    {.name = "accept", .type = KL_CFG_INTLIST, .off = F(kl_conf_health_t, accept), .min = 100,
-     .max = 699, .count_off = F(kl_conf_health_t, naccept)},
+    {.name = "accept",
+     .type = KL_CFG_INTLIST,
+     .off = F(kl_conf_health_t, accept),
+     .min = 100,
+     .max = 699,
+     .count_off = F(kl_conf_health_t, naccept)},
     {0},
 };
 static const kl_cfg_key_t outlier_keys[] = {
-    {.name = "consecutive_failures", .type = KL_CFG_UINT,
-     .off = F(kl_conf_outlier_t, consecutive_failures), .min = 1, .max = 100000},
-    {.name = "failure_percent", .type = KL_CFG_UINT, .off = F(kl_conf_outlier_t, failure_percent),
-     .min = 1, .max = 100},
-    {.name = "min_requests", .type = KL_CFG_UINT, .off = F(kl_conf_outlier_t, min_requests),
+    {.name = "consecutive_failures",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_outlier_t, consecutive_failures),
+     .min = 1,
+     .max = 100000},
+    {.name = "failure_percent",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_outlier_t, failure_percent),
+     .min = 1,
+     .max = 100},
+    {.name = "min_requests",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_outlier_t, min_requests),
      .max = 1000000},
-    {.name = "interval", .type = KL_CFG_DURATION, .off = F(kl_conf_outlier_t, interval),
-     .min = 100, .max = 3600000},
-    {.name = "base_ejection", .type = KL_CFG_DURATION,
-     .off = F(kl_conf_outlier_t, base_ejection), .min = 100, .max = 86400000},
-    {.name = "max_ejection", .type = KL_CFG_DURATION, .off = F(kl_conf_outlier_t, max_ejection),
-     .min = 100, .max = 86400000},
-    {.name = "max_ejected_percent", .type = KL_CFG_UINT,
-     .off = F(kl_conf_outlier_t, max_ejected_percent), .max = 100},
+    {.name = "interval",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_outlier_t, interval),
+     .min = 100,
+     .max = 3600000},
+    {.name = "base_ejection",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_outlier_t, base_ejection),
+     .min = 100,
+     .max = 86400000},
+    {.name = "max_ejection",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_outlier_t, max_ejection),
+     .min = 100,
+     .max = 86400000},
+    {.name = "max_ejected_percent",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_outlier_t, max_ejected_percent),
+     .max = 100},
     {0},
 };
 static const kl_cfg_key_t slow_start_keys[] = {
-    {.name = "window", .type = KL_CFG_DURATION, .off = F(kl_conf_slow_start_t, window), .min = 0,
+    {.name = "window",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_slow_start_t, window),
+     .min = 0,
      .max = 3600000},
-    {.name = "aggression", .type = KL_CFG_DOUBLE, .off = F(kl_conf_slow_start_t, aggression),
-     .min = 0, .max = 100000},
-    {.name = "min_weight_percent", .type = KL_CFG_UINT,
-     .off = F(kl_conf_slow_start_t, min_weight_percent), .max = 100},
+    {.name = "aggression",
+     .type = KL_CFG_DOUBLE,
+     .off = F(kl_conf_slow_start_t, aggression),
+     .min = 0,
+     .max = 100000},
+    {.name = "min_weight_percent",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_slow_start_t, min_weight_percent),
+     .max = 100},
     {0},
 };
 static const kl_cfg_key_t limits_keys[] = {
     {.name = "calls", .type = KL_CFG_UINT, .off = F(kl_conf_limits_t, calls), .max = 100000000},
     {.name = "chat", .type = KL_CFG_UINT, .off = F(kl_conf_limits_t, chat), .max = 100000000},
     {.name = "other", .type = KL_CFG_UINT, .off = F(kl_conf_limits_t, other), .max = 100000000},
-    {.name = "transactions", .type = KL_CFG_UINT, .off = F(kl_conf_limits_t, transactions),
+    {.name = "transactions",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_limits_t, transactions),
      .max = 100000000},
-    {.name = "lookups", .type = KL_CFG_UINT, .off = F(kl_conf_limits_t, lookups),
-     .max = 100000000},
+    {.name = "lookups", .type = KL_CFG_UINT, .off = F(kl_conf_limits_t, lookups), .max = 100000000},
     {0},
 };
 static const kl_cfg_key_t dest_keys[] = {
     {.name = "uri", .type = KL_CFG_STR, .off = F(kl_conf_dest_t, uri)},
-    {.name = "weight", .type = KL_CFG_UINT, .off = F(kl_conf_dest_t, weight), .min = 1,
+    {.name = "weight",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_dest_t, weight),
+     .min = 1,
      .max = 1000000},
     {0},
 };
@@ -432,27 +518,45 @@ static const kl_cfg_key_t zone_keys[] = {
     {.name = "name", .type = KL_CFG_STR, .off = F(kl_conf_zone_t, name)},
     {.name = "weight", .type = KL_CFG_UINT, .off = F(kl_conf_zone_t, weight), .max = 1000000},
     {.name = "limits", .type = KL_CFG_MAP, .off = F(kl_conf_zone_t, limits), .sub = limits_keys},
-    {.name = "destinations", .type = KL_CFG_SEQ, .off = F(kl_conf_zone_t, dests),
-     .sub = dest_keys, .elem_size = sizeof(kl_conf_dest_t), .count_off = F(kl_conf_zone_t, ndests),
-     .init = dest_init, .custom = dest_post, .seq_post = dests_post},
+    {.name = "destinations",
+     .type = KL_CFG_SEQ,
+     .off = F(kl_conf_zone_t, dests),
+     .sub = dest_keys,
+     .elem_size = sizeof(kl_conf_dest_t),
+     .count_off = F(kl_conf_zone_t, ndests),
+     .init = dest_init,
+     .custom = dest_post,
+     .seq_post = dests_post},
     {0},
 };
 static const kl_cfg_key_t cluster_keys[] = {
     {.name = "name", .type = KL_CFG_STR, .off = F(kl_conf_cluster_t, name)},
     {.name = "prefer_local", .type = KL_CFG_BOOL, .off = F(kl_conf_cluster_t, prefer_local)},
-    {.name = "failover", .type = KL_CFG_MAP, .off = F(kl_conf_cluster_t, failover),
+    {.name = "failover",
+     .type = KL_CFG_MAP,
+     .off = F(kl_conf_cluster_t, failover),
      .sub = failover_keys},
-    {.name = "retry_budget", .type = KL_CFG_MAP, .off = F(kl_conf_cluster_t, retry_budget),
+    {.name = "retry_budget",
+     .type = KL_CFG_MAP,
+     .off = F(kl_conf_cluster_t, retry_budget),
      .sub = retry_keys},
-    {.name = "health", .type = KL_CFG_MAP, .off = F(kl_conf_cluster_t, health),
-     .sub = health_keys},
-    {.name = "outlier", .type = KL_CFG_MAP, .off = F(kl_conf_cluster_t, outlier),
+    {.name = "health", .type = KL_CFG_MAP, .off = F(kl_conf_cluster_t, health), .sub = health_keys},
+    {.name = "outlier",
+     .type = KL_CFG_MAP,
+     .off = F(kl_conf_cluster_t, outlier),
      .sub = outlier_keys},
-    {.name = "slow_start", .type = KL_CFG_MAP, .off = F(kl_conf_cluster_t, slow_start),
+    {.name = "slow_start",
+     .type = KL_CFG_MAP,
+     .off = F(kl_conf_cluster_t, slow_start),
      .sub = slow_start_keys},
-    {.name = "zones", .type = KL_CFG_SEQ, .off = F(kl_conf_cluster_t, zones), .sub = zone_keys,
-     .elem_size = sizeof(kl_conf_zone_t), .count_off = F(kl_conf_cluster_t, nzones),
-     .init = zone_init, .seq_post = zones_post},
+    {.name = "zones",
+     .type = KL_CFG_SEQ,
+     .off = F(kl_conf_cluster_t, zones),
+     .sub = zone_keys,
+     .elem_size = sizeof(kl_conf_zone_t),
+     .count_off = F(kl_conf_cluster_t, nzones),
+     .init = zone_init,
+     .seq_post = zones_post},
     {0},
 };
 static const kl_cfg_key_t top_keys[] = {
@@ -460,26 +564,45 @@ static const kl_cfg_key_t top_keys[] = {
     {.name = "workers", .type = KL_CFG_UINT, .off = F(kl_conf_t, workers), .min = 1, .max = 64},
     {.name = "log", .type = KL_CFG_MAP, .off = 0, .sub = log_keys},
     {.name = "cookie_secret", .type = KL_CFG_STR, .off = F(kl_conf_t, cookie_secret)},
-    {.name = "domains", .type = KL_CFG_STRLIST, .off = F(kl_conf_t, domains),
+    {.name = "domains",
+     .type = KL_CFG_STRLIST,
+     .off = F(kl_conf_t, domains),
      .count_off = F(kl_conf_t, ndomains)},
-    {.name = "listen", .type = KL_CFG_SEQ, .off = F(kl_conf_t, listen), .sub = listen_keys,
-     .elem_size = sizeof(kl_conf_listen_t), .count_off = F(kl_conf_t, nlisten),
+    {.name = "listen",
+     .type = KL_CFG_SEQ,
+     .off = F(kl_conf_t, listen),
+     .sub = listen_keys,
+     .elem_size = sizeof(kl_conf_listen_t),
+     .count_off = F(kl_conf_t, nlisten),
      .custom = listen_post},
     {.name = "admin", .type = KL_CFG_MAP, .off = F(kl_conf_t, admin), .sub = admin_keys},
-    {.name = "admission", .type = KL_CFG_MAP, .off = F(kl_conf_t, admission),
+    {.name = "admission",
+     .type = KL_CFG_MAP,
+     .off = F(kl_conf_t, admission),
      .sub = admission_keys},
-    {.name = "transport", .type = KL_CFG_MAP, .off = F(kl_conf_t, transport),
+    {.name = "transport",
+     .type = KL_CFG_MAP,
+     .off = F(kl_conf_t, transport),
      .sub = transport_keys},
-    {.name = "routes", .type = KL_CFG_SEQ, .off = F(kl_conf_t, routes), .sub = route_keys,
-     .elem_size = sizeof(kl_conf_route_t), .count_off = F(kl_conf_t, nroutes),
+    {.name = "routes",
+     .type = KL_CFG_SEQ,
+     .off = F(kl_conf_t, routes),
+     .sub = route_keys,
+     .elem_size = sizeof(kl_conf_route_t),
+     .count_off = F(kl_conf_t, nroutes),
      .custom = route_post},
-    {.name = "clusters", .type = KL_CFG_SEQ, .off = F(kl_conf_t, clusters), .sub = cluster_keys,
-     .elem_size = sizeof(kl_conf_cluster_t), .count_off = F(kl_conf_t, nclusters),
-     .init = cluster_init, .custom = cluster_post, .seq_post = clusters_post},
+    {.name = "clusters",
+     .type = KL_CFG_SEQ,
+     .off = F(kl_conf_t, clusters),
+     .sub = cluster_keys,
+     .elem_size = sizeof(kl_conf_cluster_t),
+     .count_off = F(kl_conf_t, nclusters),
+     .init = cluster_init,
+     .custom = cluster_post,
+     .seq_post = clusters_post},
     {.name = "dns", .type = KL_CFG_ELSEWHERE},
     {0},
 };
-
 
 static int methods_upper(kl_cfg_ctx_t *ctx, yaml_node_t *node, void *field)
 {
@@ -572,9 +695,9 @@ static void conf_validate(kl_cfg_ctx_t *ctx, yaml_node_t *root, kl_conf_t *c)
         const kl_conf_cluster_t *cl = r->cluster_name ? kl_conf_cluster(c, r->cluster_name) : NULL;
 
         if (r->cluster_name != NULL && cl == NULL) {
-            yaml_node_t *el = routes ? yaml_document_get_node(
-                                           ctx->doc, routes->data.sequence.items.start[i])
-                                     : NULL;
+            yaml_node_t *el =
+                routes ? yaml_document_get_node(ctx->doc, routes->data.sequence.items.start[i])
+                       : NULL;
             char sfx[48];
 
             snprintf(sfx, sizeof(sfx), "routes[%zu].cluster", i);
@@ -633,8 +756,9 @@ kl_conf_t *kl_conf_load_buf(const char *name, const char *buf, size_t len, kl_cf
     have_doc = true;
     root = yaml_document_get_root_node(&doc);
     if (root == NULL) {
-        kl_cfg_error(&ctx, NULL, NULL, "the file is empty: keel needs at least listen and "
-                                       "clusters");
+        kl_cfg_error(&ctx, NULL, NULL,
+                     "the file is empty: keel needs at least listen and "
+                     "clusters");
         goto out;
     }
     if (root->type != YAML_MAPPING_NODE) {

@@ -13,18 +13,18 @@ enum {
     KL_DONE = 2,     /* answered, stop */
     KL_AGAIN = 3,    /* resumed later by a callback */
     /* errors */
-    KL_ERR = -1,      /* unspecified failure */
-    KL_EINVAL = -2,   /* invalid argument or input */
-    KL_ENOMEM = -3,   /* allocation failed */
-    KL_ENOENT = -4,   /* no such thing */
-    KL_EEXIST = -5,   /* already there */
-    KL_ERANGE = -6,   /* value out of range */
-    KL_ETOOBIG = -7,  /* exceeds a configured limit */
-    KL_EPROTO = -8,   /* protocol violation (framing, syntax) */
-    KL_EIO = -9,      /* socket or file error, errno has the detail */
+    KL_ERR = -1,     /* unspecified failure */
+    KL_EINVAL = -2,  /* invalid argument or input */
+    KL_ENOMEM = -3,  /* allocation failed */
+    KL_ENOENT = -4,  /* no such thing */
+    KL_EEXIST = -5,  /* already there */
+    KL_ERANGE = -6,  /* value out of range */
+    KL_ETOOBIG = -7, /* exceeds a configured limit */
+    KL_EPROTO = -8,  /* protocol violation (framing, syntax) */
+    KL_EIO = -9,     /* socket or file error, errno has the detail */
     KL_ETIMEDOUT = -10,
-    KL_EBUSY = -11, /* a limit on concurrent work was reached */
-    KL_EPERM = -12, /* refused by policy */
+    KL_EBUSY = -11,       /* a limit on concurrent work was reached */
+    KL_EPERM = -12,       /* refused by policy */
     KL_EINCOMPLETE = -13, /* need more bytes (stream framing) */
 };
 

@@ -35,6 +35,6 @@ kl_hnode_t *kl_htab_get(const kl_htab_t *t, const char *key, size_t len);
 /* Removes <n> if it is in the table. */
 void kl_htab_del(kl_htab_t *t, kl_hnode_t *n);
 
-#define kl_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define kl_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #endif

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#define BRANCH_PREFIX "z9hG4bKk"
+#define BRANCH_PREFIX     "z9hG4bKk"
 #define BRANCH_PREFIX_LEN 8
 
 void kl_branch_gen_init(kl_branch_gen_t *g, unsigned worker)

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #define COOKIE_VERSION 1
-#define COOKIE_TAG 16
+#define COOKIE_TAG     16
 #define COOKIE_RAW_MAX (1 + 1 + 4 + 1 + 63 + 1 + 255 + COOKIE_TAG)
 
 static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

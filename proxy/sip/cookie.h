@@ -14,7 +14,7 @@
 typedef struct kl_cookie {
     char zone[64];
     char dest[256];
-    uint8_t flags; /* the caller side's transport kind */
+    uint8_t flags;   /* the caller side's transport kind */
     uint32_t issued; /* seconds since the epoch */
 } kl_cookie_t;
 

@@ -51,8 +51,8 @@ static void fwd_split_values(const char *s, size_t len, fwd_value_fn fn, void *a
 
             while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r' || s[a] == '\n'))
                 a++;
-            while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r' ||
-                             s[b - 1] == '\n'))
+            while (b > a &&
+                   (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r' || s[b - 1] == '\n'))
                 b--;
             if (b > a && !fn(arg, a, b - a))
                 return;
@@ -159,7 +159,7 @@ bool kl__fwd_route_is_self(kl_proxy_t *p, const char *val, size_t len, const cha
 
 typedef struct route_scan {
     kl_proxy_t *p;
-    const char *line;  /* the header value start */
+    const char *line; /* the header value start */
     size_t nvals, nself;
     bool stop;
     size_t first_kept_off; /* offset (in value) of the first value kept */
@@ -324,8 +324,8 @@ int kl__fwd_request(kl_proxy_t *p, const kl_sip_msg_t *m, const kl_fwd_opts_t *o
         snprintf(c.dest, sizeof(c.dest), "%s", o->rr_dest != NULL ? o->rr_dest : "");
         c.flags = (uint8_t)o->src->kind;
         c.issued = (uint32_t)time(NULL);
-        tl = kl_cookie_encode(&c, p->w->conf->cookie_secret, strlen(p->w->conf->cookie_secret),
-                              tok, sizeof(tok));
+        tl = kl_cookie_encode(&c, p->w->conf->cookie_secret, strlen(p->w->conf->cookie_secret), tok,
+                              sizeof(tok));
         if (tl < 0)
             return tl;
         tok[tl] = '\0';
@@ -343,8 +343,8 @@ int kl__fwd_request(kl_proxy_t *p, const kl_sip_msg_t *m, const kl_fwd_opts_t *o
         w += snprintf(top + w, sizeof(top) - (size_t)w, "Max-Forwards: 70\r\n");
     if (w <= 0 || (size_t)w >= sizeof(top))
         return KL_ETOOBIG;
-    e[n++] = (kl_splice_t){
-        .off = kl_sip_msg_headers_off(m), .del = 0, .ins = top, .inslen = (size_t)w};
+    e[n++] =
+        (kl_splice_t){.off = kl_sip_msg_headers_off(m), .del = 0, .ins = top, .inslen = (size_t)w};
     if (mf > 0) {
         if (kl_sip_edit_max_forwards(m, mf - 1, mfs, &e[n]) == KL_OK)
             n++;
@@ -431,7 +431,8 @@ static int fwd_build_from_req(const char *req, size_t reqlen, const kl_sip_msg_t
     i = kl_sip_hdr_next(&m, KL_HDR_VIA, -1);
     if (i < 0 || (rc = fwd_copy_line(&m, i, buf, cap, &w)) != KL_OK)
         goto out;
-    for (i = kl_sip_hdr_next(&m, KL_HDR_ROUTE, -1); i >= 0; i = kl_sip_hdr_next(&m, KL_HDR_ROUTE, i))
+    for (i = kl_sip_hdr_next(&m, KL_HDR_ROUTE, -1); i >= 0;
+         i = kl_sip_hdr_next(&m, KL_HDR_ROUTE, i))
         if ((rc = fwd_copy_line(&m, i, buf, cap, &w)) != KL_OK)
             goto out;
     if ((i = kl_sip_hdr_next(&m, KL_HDR_FROM, -1)) < 0 ||

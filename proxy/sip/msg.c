@@ -87,11 +87,20 @@ static kl_hdr_id_t hdr_id(const char *name, size_t len)
 }
 
 static const char *const method_names[] = {
-    [KL_M_INVITE] = "INVITE",     [KL_M_ACK] = "ACK",         [KL_M_BYE] = "BYE",
-    [KL_M_CANCEL] = "CANCEL",     [KL_M_OPTIONS] = "OPTIONS", [KL_M_REGISTER] = "REGISTER",
-    [KL_M_MESSAGE] = "MESSAGE",   [KL_M_INFO] = "INFO",       [KL_M_UPDATE] = "UPDATE",
-    [KL_M_PRACK] = "PRACK",       [KL_M_SUBSCRIBE] = "SUBSCRIBE",
-    [KL_M_NOTIFY] = "NOTIFY",     [KL_M_REFER] = "REFER",     [KL_M_PUBLISH] = "PUBLISH",
+    [KL_M_INVITE] = "INVITE",
+    [KL_M_ACK] = "ACK",
+    [KL_M_BYE] = "BYE",
+    [KL_M_CANCEL] = "CANCEL",
+    [KL_M_OPTIONS] = "OPTIONS",
+    [KL_M_REGISTER] = "REGISTER",
+    [KL_M_MESSAGE] = "MESSAGE",
+    [KL_M_INFO] = "INFO",
+    [KL_M_UPDATE] = "UPDATE",
+    [KL_M_PRACK] = "PRACK",
+    [KL_M_SUBSCRIBE] = "SUBSCRIBE",
+    [KL_M_NOTIFY] = "NOTIFY",
+    [KL_M_REFER] = "REFER",
+    [KL_M_PUBLISH] = "PUBLISH",
 };
 
 kl_method_t kl_sip_method_from_str(const char *s, size_t len)
@@ -162,8 +171,7 @@ static bool single_hdr_dup(const kl_sip_msg_t *m, kl_hdr_id_t id)
     return false;
 }
 
-int kl_sip_msg_parse(kl_sip_msg_t *m, const char *buf, size_t len, bool stream,
-                     kl_sip_verdict_t *v)
+int kl_sip_msg_parse(kl_sip_msg_t *m, const char *buf, size_t len, bool stream, kl_sip_verdict_t *v)
 {
     const char *p, *end, *eol, *sp1, *sp2;
     size_t off = 0, start;
@@ -439,8 +447,8 @@ int kl_sip_msg_parse(kl_sip_msg_t *m, const char *buf, size_t len, bool stream,
     }
     if (!m->is_request) {
         if (m->osip->cseq != NULL && m->osip->cseq->method != NULL)
-            m->method = kl_sip_method_from_str(m->osip->cseq->method,
-                                               strlen(m->osip->cseq->method));
+            m->method =
+                kl_sip_method_from_str(m->osip->cseq->method, strlen(m->osip->cseq->method));
     }
     return KL_OK;
 
@@ -500,8 +508,7 @@ int kl_sip_hdr_find_name(const kl_sip_msg_t *m, const char *name, int after)
         const kl_sip_hdr_t *h = &m->hdrs[i];
 
         if (id != KL_HDR_OTHER ? h->id == id
-                               : (h->name_len == nl &&
-                                  strncasecmp(m->buf + h->off, name, nl) == 0))
+                               : (h->name_len == nl && strncasecmp(m->buf + h->off, name, nl) == 0))
             return (int)i;
     }
     return -1;
@@ -713,8 +720,8 @@ int kl_sip_reply_raw(const kl_sip_msg_t *req, int code, const char *reason, cons
 
 /* ---- splicing ---- */
 
-int kl_splice_apply(const char *src, size_t len, const kl_splice_t *edits, size_t nedits,
-                    char *out, size_t outcap)
+int kl_splice_apply(const char *src, size_t len, const kl_splice_t *edits, size_t nedits, char *out,
+                    size_t outcap)
 {
     size_t pos = 0, w = 0;
 

@@ -18,21 +18,21 @@
 
 typedef enum {
     KL_HDR_OTHER = 0,
-    KL_HDR_VIA,            /* v */
-    KL_HDR_FROM,           /* f */
-    KL_HDR_TO,             /* t */
-    KL_HDR_CALL_ID,        /* i */
+    KL_HDR_VIA,     /* v */
+    KL_HDR_FROM,    /* f */
+    KL_HDR_TO,      /* t */
+    KL_HDR_CALL_ID, /* i */
     KL_HDR_CSEQ,
     KL_HDR_MAX_FORWARDS,
     KL_HDR_CONTENT_LENGTH, /* l */
     KL_HDR_CONTENT_TYPE,   /* c */
     KL_HDR_ROUTE,
     KL_HDR_RECORD_ROUTE,
-    KL_HDR_CONTACT,        /* m */
+    KL_HDR_CONTACT, /* m */
     KL_HDR_USER_AGENT,
     KL_HDR_PROXY_REQUIRE,
     KL_HDR_REQUIRE,
-    KL_HDR_SUPPORTED,      /* k */
+    KL_HDR_SUPPORTED, /* k */
     KL_HDR_ALLOW,
     KL_HDR_RETRY_AFTER,
     KL_HDR_COUNT
@@ -64,7 +64,7 @@ typedef struct kl_sip_hdr {
     uint32_t value_off; /* first byte of the value, leading whitespace skipped */
     uint32_t value_len; /* up to the final CRLF, trailing whitespace dropped */
     uint16_t name_len;
-    uint8_t id;         /* kl_hdr_id_t */
+    uint8_t id; /* kl_hdr_id_t */
 } kl_sip_hdr_t;
 
 #define KL_SIP_MAX_HDRS 128
@@ -79,8 +79,8 @@ typedef struct kl_sip_msg {
     int first[KL_HDR_COUNT]; /* index of the first header of each id, -1 if absent */
 
     bool is_request;
-    kl_method_t method; /* request method, or the CSeq method of a response */
-    int status;         /* response status code */
+    kl_method_t method;   /* request method, or the CSeq method of a response */
+    int status;           /* response status code */
     osip_message_t *osip; /* the header section parsed by libosip2 */
 } kl_sip_msg_t;
 
@@ -113,8 +113,8 @@ void kl_sip_msg_free(kl_sip_msg_t *m);
  * SIP version (505), Request-URI scheme (sip, sips, tel, urn: else 416),
  * mandatory headers (Via, From, To, Call-ID, CSeq: 400 naming the header),
  * CSeq number and method = request method (400), Max-Forwards syntax (400)
- * and value 0 (483), Proxy-Require (420; the caller adds Unsupported). Returns KL_OK, or KL_EPROTO with <v> filled. An ACK
- * never gets an answer: v->code 0. */
+ * and value 0 (483), Proxy-Require (420; the caller adds Unsupported). Returns KL_OK, or KL_EPROTO
+ * with <v> filled. An ACK never gets an answer: v->code 0. */
 int kl_sip_msg_check_request(const kl_sip_msg_t *m, kl_sip_verdict_t *v);
 
 /* Response checks: a status line 100..699, Via, Call-ID, CSeq present.
@@ -160,8 +160,8 @@ typedef struct kl_splice {
 /* Writes <src> with <edits> applied (sorted by off, non-overlapping) into
  * <out>, then adjusts nothing else. Returns the length, or KL_ETOOBIG /
  * KL_EINVAL (unsorted or overlapping edits, or out of range). */
-int kl_splice_apply(const char *src, size_t len, const kl_splice_t *edits, size_t nedits,
-                    char *out, size_t outcap);
+int kl_splice_apply(const char *src, size_t len, const kl_splice_t *edits, size_t nedits, char *out,
+                    size_t outcap);
 
 /* Edit helpers: each fills one kl_splice_t (to pass to kl_splice_apply) and
  * returns KL_OK or KL_ENOENT.

@@ -13,9 +13,9 @@
 #include <event2/event_struct.h>
 
 /* RFC 3261 timer values (ms) */
-#define KL_T1 500
-#define KL_T2 4000
-#define KL_T4 5000
+#define KL_T1         500
+#define KL_T2         4000
+#define KL_T4         5000
 #define KL_TXN_LINGER (64 * KL_T1) /* Timer B/F/H/D/L/M scale */
 
 typedef struct kl_ptx kl_ptx_t;
@@ -25,43 +25,43 @@ typedef struct kl_ctx kl_ctx_t;
  * outlives its kl_ptx_t when abandoned (failover, CANCEL), to ACK a late
  * final, CANCEL a late 1xx and let a late 2xx through. */
 struct kl_ctx {
-    kl_hnode_t hn;      /* in p->clients, by key */
-    char key[96];       /* branch + "|" + method class */
+    kl_hnode_t hn; /* in p->clients, by key */
+    char key[96];  /* branch + "|" + method class */
     char branch[80];
-    kl_ptx_t *ptx;      /* the transaction, while this is its current attempt */
-    kl_ptx_t *owner;    /* the transaction, while it lives (abandoned attempts too) */
+    kl_ptx_t *ptx;   /* the transaction, while this is its current attempt */
+    kl_ptx_t *owner; /* the transaction, while it lives (abandoned attempts too) */
     kl_proxy_t *p;
     kl_target_t target;
     bool has_target;
-    char *req;          /* the request as sent (for retransmission, CANCEL, ACK) */
+    char *req; /* the request as sent (for retransmission, CANCEL, ACK) */
     size_t reqlen;
     bool invite;
-    bool provisional;   /* a 1xx arrived */
-    bool final;         /* a final arrived */
+    bool provisional; /* a 1xx arrived */
+    bool final;       /* a final arrived */
     bool cancel_sent;
     bool cancel_pending; /* CANCEL as soon as a 1xx arrives */
-    bool reported;      /* the outcome went to the router */
+    bool reported;       /* the outcome went to the router */
     unsigned retrans_ms;
-    struct event t_retrans; /* Timer A / E */
-    struct event t_attempt; /* attempt timeout, then Timer C; then linger */
+    struct event t_retrans;                   /* Timer A / E */
+    struct event t_attempt;                   /* attempt timeout, then Timer C; then linger */
     struct kl_ctx *next_active, *prev_active; /* p->active list (transport errors) */
 };
 
 /* A proxy transaction: the server transaction of a request and its serial
  * attempts. */
 struct kl_ptx {
-    kl_hnode_t hn;     /* in p->servers */
+    kl_hnode_t hn; /* in p->servers */
     char key[200];
     kl_proxy_t *p;
     const kl_conf_t *conf; /* the snapshot it started with (keeps a ref) */
-    kl_sip_msg_t *req; /* the request as received; freed when final */
-    kl_tp_src_t src;   /* where it came from (conn ref held) */
+    kl_sip_msg_t *req;     /* the request as received; freed when final */
+    kl_tp_src_t src;       /* where it came from (conn ref held) */
     kl_addr_t reply_to;
     kl_class_t cls;
     kl_method_t method;
     kl_plan_t *plan;
     const kl_conf_cluster_t *cluster;
-    kl_ctx_t *cur;     /* the attempt in progress, or NULL */
+    kl_ctx_t *cur;          /* the attempt in progress, or NULL */
     kl_ctx_t *branches[12]; /* every attempt still alive, for late 2xx */
     unsigned nbranches;
     unsigned attempts;
@@ -69,13 +69,13 @@ struct kl_ptx {
     bool final_sent;
     bool acked;
     bool record_route;
-    int best_code;     /* best final so far (§16.7), 0 none */
-    int final_code;    /* the final sent to the caller */
-    char *best;        /* its bytes, our Via already popped */
+    int best_code;  /* best final so far (§16.7), 0 none */
+    int final_code; /* the final sent to the caller */
+    char *best;     /* its bytes, our Via already popped */
     size_t bestlen;
-    char *last;        /* the last response sent to the caller, for retransmissions */
+    char *last; /* the last response sent to the caller, for retransmissions */
     size_t lastlen;
-    unsigned g_ms;     /* Timer G interval */
+    unsigned g_ms;         /* Timer G interval */
     struct event t_server; /* Timer G (UDP final retransmission) */
     struct event t_life;   /* lifetime after the final (H / I / J / L) */
     char call_id[128];
@@ -91,9 +91,9 @@ struct kl_proxy {
     const kl_router_ops_t *rops;
     void *router;
     kl_branch_gen_t gen;
-    kl_htab_t servers; /* kl_ptx_t by server key */
-    kl_htab_t clients; /* kl_ctx_t by branch|class */
-    kl_ctx_t *active;  /* client transactions waiting on a target */
+    kl_htab_t servers;     /* kl_ptx_t by server key */
+    kl_htab_t clients;     /* kl_ctx_t by branch|class */
+    kl_ctx_t *active;      /* client transactions waiting on a target */
     uint64_t failovers[4]; /* by cause: [0] code, [1] timeout, [2] transport, [3] none left */
 };
 
@@ -113,9 +113,9 @@ typedef struct kl_fwd_opts {
     const char *branch;
     kl_tp_kind_t out_kind;
     int out_family;
-    const kl_tp_src_t *src;      /* where the request came from */
+    const kl_tp_src_t *src; /* where the request came from */
     bool record_route;
-    const char *rr_zone;         /* for the cookie */
+    const char *rr_zone; /* for the cookie */
     const char *rr_dest;
     bool pop_own_routes;
 } kl_fwd_opts_t;

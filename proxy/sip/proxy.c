@@ -17,8 +17,8 @@
 #define PROXY_SUMMARY_MS 10000
 
 /* What keel answers for itself (RFC 3261 §11.2). */
-#define KL_ALLOW "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
-
+#define KL_ALLOW                                                                                   \
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE"
 
 static const char *const drop_names[KL_DROP_COUNT] = {
     [KL_DROP_JUNK] = "junk",
@@ -184,8 +184,7 @@ void kl__proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *
     snprintf(hdrs, sizeof(hdrs), "%s%s", p->server_hdr, extra != NULL ? extra : "");
     n = kl_sip_reply_raw(m, code, reason, code > 100 ? tag : NULL, hdrs, out, sizeof(out));
     if (n < 0) {
-        kl_log(KL_LOG_DEBUG, &p->w->log, "event=reply_failed code=%d err=%s", code,
-               kl_strerror(n));
+        kl_log(KL_LOG_DEBUG, &p->w->log, "event=reply_failed code=%d err=%s", code, kl_strerror(n));
         return;
     }
     kl__proxy_reply_addr(m, src, &dst);
@@ -247,11 +246,11 @@ static bool proxy_routes_domain(const kl_conf_t *conf, const char *host)
 static void proxy_options_self(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m)
 {
     kl__proxy_reply(p, src, m, 200, "OK",
-                "Allow: " KL_ALLOW "\r\n"
-                "Accept: application/sdp, text/plain, message/cpim\r\n"
-                "Accept-Encoding: identity\r\n"
-                "Accept-Language: en\r\n"
-                "Supported: \r\n");
+                    "Allow: " KL_ALLOW "\r\n"
+                    "Accept: application/sdp, text/plain, message/cpim\r\n"
+                    "Accept-Encoding: identity\r\n"
+                    "Accept-Language: en\r\n"
+                    "Supported: \r\n");
 }
 
 /* A target from a URI as written in a Route or the Request-URI:
@@ -408,7 +407,8 @@ static void proxy_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t 
         }
         if (!found) {
             const char *rl = m->buf, *sp1 = memchr(rl, ' ', m->hdr_len);
-            const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', m->hdr_len - (size_t)(sp1 + 1 - rl)) : NULL;
+            const char *sp2 =
+                sp1 ? memchr(sp1 + 1, ' ', m->hdr_len - (size_t)(sp1 + 1 - rl)) : NULL;
 
             if (sp1 != NULL && sp2 != NULL)
                 rc = proxy_uri_target(sp1 + 1, (size_t)(sp2 - sp1 - 1), &next);

@@ -19,14 +19,14 @@ typedef struct kl_proxy kl_proxy_t;
 /* Why messages were dropped or refused, counted per worker (hostile input is
  * counted, not logged one line per packet). */
 typedef enum {
-    KL_DROP_JUNK = 0,          /* not SIP at all */
-    KL_DROP_BAD_RESPONSE,      /* a response that fails checks */
+    KL_DROP_JUNK = 0,           /* not SIP at all */
+    KL_DROP_BAD_RESPONSE,       /* a response that fails checks */
     KL_DROP_UNMATCHED_RESPONSE, /* a response for no transaction of ours */
-    KL_DROP_BAD_ACK,           /* an ACK that fails checks (never answered) */
-    KL_DROP_UNMATCHED_ACK,     /* an ACK for nothing we know */
-    KL_DROP_FRAMING,           /* stream framing broken */
-    KL_DROP_TOO_BIG,           /* past max_message_size */
-    KL_DROP_SCANNER,           /* scanner User-Agent */
+    KL_DROP_BAD_ACK,            /* an ACK that fails checks (never answered) */
+    KL_DROP_UNMATCHED_ACK,      /* an ACK for nothing we know */
+    KL_DROP_FRAMING,            /* stream framing broken */
+    KL_DROP_TOO_BIG,            /* past max_message_size */
+    KL_DROP_SCANNER,            /* scanner User-Agent */
     KL_DROP_COUNT
 } kl_drop_reason_t;
 
@@ -35,7 +35,7 @@ typedef struct kl_proxy_stats {
     uint64_t rx_responses;
     uint64_t keepalives;
     uint64_t dropped[KL_DROP_COUNT];
-    uint64_t replied[7]; /* local answers by class: [1]..[6] = 1xx..6xx */
+    uint64_t replied[7];   /* local answers by class: [1]..[6] = 1xx..6xx */
     uint64_t bad_requests; /* answered 4xx/5xx by the sanity checks */
     uint64_t relay_denied; /* 403: not our domain and no route for it */
     uint64_t bad_cookies;  /* 403: forged or tampered Route cookie */

@@ -24,9 +24,9 @@ const char *kl_class_name(kl_class_t c); /* "call", "chat", "other", "emergency"
 
 /* What the policy needs to know of a new request. */
 typedef struct kl_route_req {
-    const char *method; /* request-line method */
-    const char *ruri_user;  /* NULL when absent */
-    const char *ruri_host;  /* NULL when absent (tel:, urn:) */
+    const char *method;    /* request-line method */
+    const char *ruri_user; /* NULL when absent */
+    const char *ruri_host; /* NULL when absent (tel:, urn:) */
     kl_class_t cls;
     const kl_addr_t *source;
 } kl_route_req_t;
@@ -34,15 +34,15 @@ typedef struct kl_route_req {
 /* One destination chosen for one attempt. The policy keeps the destination
  * alive (a ref on its state) until release(). */
 typedef struct kl_target {
-    void *dest;        /* the policy's handle */
-    const char *zone;  /* zone name; valid until release */
-    const char *uri;   /* destination identity (its URI as configured); valid until release */
+    void *dest;       /* the policy's handle */
+    const char *zone; /* zone name; valid until release */
+    const char *uri;  /* destination identity (its URI as configured); valid until release */
     kl_tp_kind_t transport;
     kl_addr_t addr;
 } kl_target_t;
 
 typedef enum {
-    KL_OUTCOME_OK = 0,    /* a final response that says nothing bad of the server (2xx, 486, 404...) */
+    KL_OUTCOME_OK = 0, /* a final response that says nothing bad of the server (2xx, 486, 404...) */
     KL_OUTCOME_FAILURE,   /* 408, 500, 503, 504 (the failover codes) from the destination */
     KL_OUTCOME_TIMEOUT,   /* no response within attempt_timeout / Timer B / F */
     KL_OUTCOME_TRANSPORT, /* refused, reset, unreachable */

@@ -65,9 +65,8 @@ static int server_key(const kl_sip_msg_t *m, char cls, const char *method, char 
                      via->port ? via->port : "", cls, cls == 'N' ? method : "");
     } else {
         osip_generic_param_t *ft = NULL;
-        const char *cid = (m->osip->call_id && m->osip->call_id->number)
-                              ? m->osip->call_id->number
-                              : "";
+        const char *cid =
+            (m->osip->call_id && m->osip->call_id->number) ? m->osip->call_id->number : "";
 
         if (m->osip->from != NULL)
             osip_from_param_get_byname(m->osip->from, "tag", &ft);
@@ -397,8 +396,7 @@ static void ptx_finish(kl_ptx_t *t)
                         t->best_code == 503 ? "Server Internal Error" : "Final Response", NULL);
         return;
     }
-    ptx_reply_local(t, 503, "Service Unavailable - No Destination Available",
-                    "Retry-After: 5\r\n");
+    ptx_reply_local(t, 503, "Service Unavailable - No Destination Available", "Retry-After: 5\r\n");
 }
 
 static kl_ptx_t *ptx_new(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, const char *key,
@@ -512,8 +510,8 @@ static int ptx_send_attempt(kl_ptx_t *t, kl_target_t *target, bool in_dialog)
         c->retrans_ms = KL_T1;
         timer_arm(&c->t_retrans, c->retrans_ms);
     }
-    timer_arm(&c->t_attempt, t->cluster != NULL ? t->cluster->failover.attempt_timeout
-                                                : KL_TXN_LINGER);
+    timer_arm(&c->t_attempt,
+              t->cluster != NULL ? t->cluster->failover.attempt_timeout : KL_TXN_LINGER);
     return KL_OK;
 }
 
@@ -757,8 +755,7 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
     osip_via_param_get_byname(via, "branch", &br);
     if (m->method == KL_M_CANCEL)
         return; /* the answer to a CANCEL of ours: nothing to do */
-    if (br == NULL || br->gvalue == NULL ||
-        kl_branch_worker(br->gvalue, strlen(br->gvalue)) < 0) {
+    if (br == NULL || br->gvalue == NULL || kl_branch_worker(br->gvalue, strlen(br->gvalue)) < 0) {
         p->stats.dropped[KL_DROP_UNMATCHED_RESPONSE]++;
         return;
     }
@@ -796,8 +793,8 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
             /* alive: the attempt timer gives way to Timer C */
             event_del(&c->t_retrans);
             event_del(&c->t_attempt);
-            timer_arm(&c->t_attempt, t->cluster != NULL ? t->cluster->failover.ring_timeout
-                                                        : 180000);
+            timer_arm(&c->t_attempt,
+                      t->cluster != NULL ? t->cluster->failover.ring_timeout : 180000);
         }
         if (code > 100 && m->osip->vias.nb_elt >= 2 && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK)
             ptx_send(t, fwd, fwdlen, code);
@@ -810,8 +807,8 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
 
     if (code < 300) {
         ctx_report(c, KL_OUTCOME_OK, code);
-        if (t == NULL && c->owner != NULL && !c->owner->final_sent &&
-            m->osip->vias.nb_elt >= 2 && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
+        if (t == NULL && c->owner != NULL && !c->owner->final_sent && m->osip->vias.nb_elt >= 2 &&
+            kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
             /* a late 2xx on an abandoned branch answers the call (§16.7):
              * forward it and cancel the branch still trying */
             kl_ptx_t *o = c->owner;

@@ -182,7 +182,8 @@ static rt_gen_t *gen_build(kl_router_t *r, const kl_conf_t *conf, bool reload)
 
             zr->conf = cz;
             kl_swrr_set_weight(&cl->swrr, z, cz->weight);
-            if (cc->prefer_local && conf->node_zone != NULL && strcmp(cz->name, conf->node_zone) == 0)
+            if (cc->prefer_local && conf->node_zone != NULL &&
+                strcmp(cz->name, conf->node_zone) == 0)
                 cl->local = (int)z;
             zr->dests = calloc(cz->ndests ? cz->ndests : 1, sizeof(*zr->dests));
             if (zr->dests == NULL || kl_swrr_init(&zr->swrr, cz->ndests) != KL_OK)
@@ -270,16 +271,22 @@ void kl_router_free(kl_router_t *r)
     free(r);
 }
 
-void kl_router_each(const kl_router_t *r, void (*fn)(void *arg, const kl_dest_info_t *d),
-                    void *arg)
+void kl_router_each(const kl_router_t *r, void (*fn)(void *arg, const kl_dest_info_t *d), void *arg)
 {
     for (size_t i = 0; i < r->states.nbuckets; i++) {
         for (kl_hnode_t *h = r->states.buckets[i]; h != NULL; h = h->next) {
             const dest_state_t *s = kl_container_of(h, dest_state_t, hn);
             kl_dest_info_t d = {
-                .zone = s->zone, .uri = s->uri, .up = s->up, .in_config = s->in_config,
-                .in_flight = s->in_flight, .dialogs = s->dialogs, .attempts = s->attempts,
-                .successes = s->successes, .failures = s->failures, .timeouts = s->timeouts,
+                .zone = s->zone,
+                .uri = s->uri,
+                .up = s->up,
+                .in_config = s->in_config,
+                .in_flight = s->in_flight,
+                .dialogs = s->dialogs,
+                .attempts = s->attempts,
+                .successes = s->successes,
+                .failures = s->failures,
+                .timeouts = s->timeouts,
                 .slow_start_at = s->slow_start_at,
             };
 
@@ -302,9 +309,8 @@ static bool route_matches(const kl_conf_route_t *rt, const kl_route_req_t *req)
         if (!any)
             return false;
     }
-    if (m->user_prefix != NULL &&
-        (req->ruri_user == NULL ||
-         strncmp(req->ruri_user, m->user_prefix, strlen(m->user_prefix)) != 0))
+    if (m->user_prefix != NULL && (req->ruri_user == NULL || strncmp(req->ruri_user, m->user_prefix,
+                                                                     strlen(m->user_prefix)) != 0))
         return false;
     if (m->domain != NULL && (req->ruri_host == NULL || strcasecmp(req->ruri_host, m->domain) != 0))
         return false;

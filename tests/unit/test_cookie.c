@@ -41,8 +41,8 @@ static void test_cookie__round_trip(void **state)
     assert_int_equal(out.issued, 1795585862u);
     /* only URI-parameter-safe characters (RFC 3261 paramchar) */
     for (int i = 0; i < n; i++)
-        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
-                               tok[i]));
+        assert_non_null(
+            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", tok[i]));
 }
 
 static void test_cookie__tampering_refused(void **state)

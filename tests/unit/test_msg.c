@@ -312,8 +312,8 @@ static void test_msg__reply_raw(void **state)
 
 static void test_msg__splice_keeps_unknown_headers(void **state)
 {
-    char *s = invite_with("Route: <sip:10.0.0.5;lr>, <sip:10.0.0.6;lr>\r\n", sdp,
-                          (long)strlen(sdp));
+    char *s =
+        invite_with("Route: <sip:10.0.0.5;lr>, <sip:10.0.0.6;lr>\r\n", sdp, (long)strlen(sdp));
     kl_sip_msg_t m;
     kl_sip_verdict_t v;
     kl_splice_t e[3];
@@ -351,8 +351,8 @@ static void test_msg__libosip_multipart_leak_unreachable(void **state)
 {
     const char body[] = "--b1\r\nContent-Type: application/sdp\r\nContent-Type: text/plain\r\n\r\n"
                         "v=0\r\n--b1--\r\n";
-    char *s = invite_with("Content-Type: multipart/mixed;boundary=b1\r\n", body,
-                          (long)strlen(body));
+    char *s =
+        invite_with("Content-Type: multipart/mixed;boundary=b1\r\n", body, (long)strlen(body));
 
     (void)state;
     setup_once();

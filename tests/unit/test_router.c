@@ -216,8 +216,8 @@ static void test_router__reload_keeps_state(void **state)
     assert_string_equal(t.uri, "sip:10.0.1.1"); /* zone-b is the weighted one */
     kl_router_reload(r, c2);
     kl_router_each(r, collect, &s);
-    assert_true(s.ramping_new);   /* added by the reload: slow-start */
-    assert_true(s.removed_kept);  /* removed, but an attempt still holds it */
+    assert_true(s.ramping_new);  /* added by the reload: slow-start */
+    assert_true(s.removed_kept); /* removed, but an attempt still holds it */
     assert_int_equal(s.in_flight, 1);
     /* a dialog's cookie still finds the removed destination */
     assert_int_equal(kl_router_ops.lookup(r, "zone-b", "sip:10.0.1.1", &in_dialog), KL_OK);
@@ -228,8 +228,7 @@ static void test_router__reload_keeps_state(void **state)
     assert_int_equal(kl_router_ops.lookup(r, "zone-x", "sip:192.0.2.7:5070", &in_dialog), KL_OK);
     assert_int_equal(ntohs(in_dialog.addr.u.in.sin_port), 5070);
     kl_router_ops.release(r, &in_dialog);
-    assert_int_equal(kl_router_ops.lookup(r, "zone-x", "sip:host.example", &in_dialog),
-                     KL_ENOENT);
+    assert_int_equal(kl_router_ops.lookup(r, "zone-x", "sip:host.example", &in_dialog), KL_ENOENT);
     memset(&s, 0, sizeof(s));
     kl_router_each(r, collect, &s);
     assert_int_equal(s.in_flight, 0);
