@@ -29,6 +29,7 @@ typedef struct kl_route_req {
     const char *ruri_host; /* NULL when absent (tel:, urn:) */
     kl_class_t cls;
     const kl_addr_t *source;
+    uint64_t now_ms; /* monotonic ms at arrival (kl_now_ms()); 0: the policy reads the clock */
 } kl_route_req_t;
 
 /* One destination chosen for one attempt. The policy keeps the destination
@@ -53,25 +54,31 @@ typedef struct kl_plan kl_plan_t; /* a request's route: cluster, zone order, wha
 
 typedef struct kl_router_ops {
     /* A plan for a new request, or NULL when no route matches (the proxy
-     * answers 404) . Keeps the snapshot it was made with. */
+     * answers 404) or memory ran out. Returns a new plan that keeps the
+     * snapshot it was made with; the caller frees it with plan_free. */
     kl_plan_t *(*plan_new)(void *router, const kl_route_req_t *req);
     /* The cluster the plan routes to (failover settings, names). */
     const kl_conf_cluster_t *(*plan_cluster)(const kl_plan_t *plan);
     /* The next destination to try: never one already tried by this plan,
-     * another zone preferred after a failure. KL_OK with <out> filled, or
+     * another zone preferred after a failure. A plan only moves on after a
+     * failure, so every earlier attempt of <plan> counts as failed. KL_OK
+     * with <out> filled (the caller owns the target: release it), or
      * KL_ENOENT when nothing is left (KL_EBUSY: everything is full). */
     int (*plan_next)(void *router, kl_plan_t *plan, kl_target_t *out);
+    /* Frees <plan> (accepts NULL). Targets it handed out stay valid. */
     void (*plan_free)(void *router, kl_plan_t *plan);
 
     /* In-dialog: the destination named by a cookie (zone + identity), even
-     * one a reload removed. KL_OK or KL_ENOENT. */
+     * one a reload removed, or one this process never knew when the identity
+     * is a sip: URI with an IP host (the cookie is signed). KL_OK with <out>
+     * filled (release it), or KL_ENOENT. */
     int (*lookup)(void *router, const char *zone, const char *uri, kl_target_t *out);
 
     /* An attempt's outcome (data path: recorded, evaluated on a tick). */
     void (*report)(void *router, const kl_target_t *t, kl_outcome_t o, int code, uint64_t now_ms);
     /* Dialog accounting for bulkheads: +1 on a 2xx to INVITE, -1 on BYE. */
     void (*dialog)(void *router, const kl_target_t *t, int delta);
-    /* Drops the ref a target holds. Accepts a zeroed target. */
+    /* Drops the ref a target holds and zeroes <t>. Accepts a zeroed target. */
     void (*release)(void *router, kl_target_t *t);
 } kl_router_ops_t;
 

@@ -1,10 +1,13 @@
 /* The routing policy of one worker (DESIGN.md "Resilience semantics"):
- * routes to clusters, zone order (prefer_local or smooth weighted
- * round-robin by zone weight, standby zones last), destinations by smooth
- * weighted round-robin, serial failover preferring another zone. Destination
- * state lives in a registry keyed by zone + URI, outside the snapshot, so it
- * survives reloads. Implements sip/route.h's kl_router_ops_t. Worker thread
- * only. */
+ * routes to clusters (first match wins), zone order (prefer_local, else
+ * smooth weighted round-robin by zone weight, weight-0 zones standby),
+ * destinations by smooth weighted round-robin (x slow-start factor while a
+ * destination ramps), serial failover preferring a zone that has not failed
+ * in this plan. Destination state lives in a registry (upstream/registry.h)
+ * keyed by zone + URI, outside the snapshot, so it survives reloads.
+ *
+ * Implements sip/route.h's kl_router_ops_t; the ops' `router` argument is a
+ * kl_router_t *. One router per worker, worker thread only, no locks. */
 #ifndef KL_UPSTREAM_ROUTER_H
 #define KL_UPSTREAM_ROUTER_H
 
@@ -12,31 +15,51 @@
 #include "core/conf-t.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct kl_router kl_router_t;
 
-/* A destination's state as the admin API and metrics see it. */
+/* A destination's state as the admin API and metrics see it. The strings
+ * are borrowed: valid during the callback only. */
 typedef struct kl_dest_info {
     const char *zone;
     const char *uri;
     bool up;
-    bool in_config; /* false: removed by a reload, kept for its dialogs */
+    bool drained;
+    bool routable;  /* an address literal (DNS names: not yet) */
+    bool in_config; /* false: removed by a reload (or learnt from a cookie), kept while used */
     unsigned in_flight;
     unsigned dialogs;
     uint64_t attempts, successes, failures, timeouts;
     uint64_t slow_start_at; /* ms; 0 when not ramping */
 } kl_dest_info_t;
 
-/* Returns a new router for <conf> (keeps a ref), or NULL. */
+/* Returns a new router for <conf> (keeps a ref on it), or NULL when memory
+ * ran out. Every destination starts up, at full weight. */
 kl_router_t *kl_router_new(const kl_conf_t *conf);
+
+/* Frees <r> and every destination state; plans and targets must have been
+ * released before. Accepts NULL. */
 void kl_router_free(kl_router_t *r);
 
-/* Adopts <conf>: destinations that stay keep their state; new ones start
- * in slow-start (when their cluster has a slow_start window). */
+/* Adopts <conf> (keeps a ref, drops the one on the previous snapshot):
+ * destinations that stay keep their state, ones it adds start in slow-start
+ * at <now_ms> (when their cluster has a slow_start window), ones it removes
+ * stay findable by lookup while plans or targets use them. Plans made
+ * before keep routing on their own snapshot. If building fails (memory),
+ * the router keeps the old snapshot and returns KL_ENOMEM; else KL_OK. */
+int kl_router_reload_at(kl_router_t *r, const kl_conf_t *conf, uint64_t now_ms);
+
+/* kl_router_reload_at() at kl_now_ms(). */
 void kl_router_reload(kl_router_t *r, const kl_conf_t *conf);
 
-/* Calls <fn> for every known destination. */
+/* The number of destination states: the current snapshot's plus removed or
+ * cookie-learnt ones still in use. */
+size_t kl_router_dest_count(const kl_router_t *r);
+
+/* Calls <fn> for every destination state, in no particular order. <fn>
+ * must not call into the router. */
 void kl_router_each(const kl_router_t *r, void (*fn)(void *arg, const kl_dest_info_t *d),
                     void *arg);
 
