@@ -510,8 +510,11 @@ static int ptx_send_attempt(kl_ptx_t *t, kl_target_t *target, bool in_dialog)
         c->retrans_ms = KL_T1;
         timer_arm(&c->t_retrans, c->retrans_ms);
     }
-    timer_arm(&c->t_attempt,
-              t->cluster != NULL ? t->cluster->failover.attempt_timeout : KL_TXN_LINGER);
+    /* attempt_timeout is about failing over; an in-dialog request has
+     * nowhere else to go, so it gets the RFC's Timer B/F */
+    timer_arm(&c->t_attempt, (t->cluster != NULL && t->plan != NULL)
+                                 ? t->cluster->failover.attempt_timeout
+                                 : KL_TXN_LINGER);
     return KL_OK;
 }
 
