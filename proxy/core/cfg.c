@@ -1,3 +1,4 @@
+/* The table-driven YAML walker (see cfg.h). */
 #include "core/cfg.h"
 
 #include "core/errors.h"
@@ -6,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#define CFG_MAX_VISITS 100000
-#define CFG_MAX_ITEMS  10000
+#define CFG_MAX_KEYS 64 /* keys in one table */
 
 int kl_cfg_error(kl_cfg_ctx_t *ctx, const yaml_node_t *node, const char *suffix, const char *fmt,
                  ...)
@@ -20,25 +21,30 @@ int kl_cfg_error(kl_cfg_ctx_t *ctx, const yaml_node_t *node, const char *suffix,
         return KL_EINVAL;
     e = &ctx->errs->e[ctx->errs->n - 1];
     memset(e, 0, sizeof(*e));
-    snprintf(e->file, sizeof(e->file), "%s", ctx->file);
+    snprintf(e->file, sizeof(e->file), "%s", ctx->file != NULL ? ctx->file : "");
     if (node != NULL) {
         e->line = (int)node->start_mark.line + 1;
         e->col = (int)node->start_mark.column + 1;
     }
-    snprintf(e->key, sizeof(e->key), "%s%s", ctx->path, suffix != NULL ? suffix : "");
+    if (suffix == NULL)
+        suffix = "";
+    if (ctx->path[0] == '\0' && suffix[0] == '.')
+        suffix++;
+    snprintf(e->key, sizeof(e->key), "%s%s", ctx->path, suffix);
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
     va_end(ap);
     return KL_EINVAL;
 }
 
-/* path push/pop */
-static size_t path_push(kl_cfg_ctx_t *ctx, const char *fmt, const char *s, size_t idx)
+/* Appends ".name" (or "name" at the top) or "[idx]" to the path; returns
+ * the length to restore with path_pop(). */
+static size_t path_push(kl_cfg_ctx_t *ctx, const char *name, size_t idx)
 {
     size_t n = strlen(ctx->path);
 
-    if (s != NULL)
-        snprintf(ctx->path + n, sizeof(ctx->path) - n, fmt, n == 0 ? "" : ".", s);
+    if (name != NULL)
+        snprintf(ctx->path + n, sizeof(ctx->path) - n, "%s%s", n == 0 ? "" : ".", name);
     else
         snprintf(ctx->path + n, sizeof(ctx->path) - n, "[%zu]", idx);
     return n;
@@ -49,11 +55,11 @@ static void path_pop(kl_cfg_ctx_t *ctx, size_t n)
     ctx->path[n] = '\0';
 }
 
-static size_t dl_distance(const char *a, const char *b)
+size_t kl_cfg_distance(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b), d[40][40];
+    size_t la = strlen(a), lb = strlen(b), d[64][64];
 
-    if (la >= 40 || lb >= 40)
+    if (la >= 64 || lb >= 64)
         return 99;
     for (size_t i = 0; i <= la; i++)
         d[i][0] = i;
@@ -77,18 +83,16 @@ static size_t dl_distance(const char *a, const char *b)
     return d[la][lb];
 }
 
-static const char *node_type_name(const yaml_node_t *n)
+void kl_cfg_fmt_ms(uint64_t ms, char *out, size_t outlen)
 {
-    switch (n->type) {
-    case YAML_SCALAR_NODE:
-        return "a scalar";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    case YAML_MAPPING_NODE:
-        return "a map";
-    default:
-        return "nothing";
-    }
+    if (ms != 0 && ms % 3600000 == 0)
+        snprintf(out, outlen, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms != 0 && ms % 60000 == 0)
+        snprintf(out, outlen, "%llum", (unsigned long long)(ms / 60000));
+    else if (ms != 0 && ms % 1000 == 0)
+        snprintf(out, outlen, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(out, outlen, "%llums", (unsigned long long)ms);
 }
 
 static const char *scalar(const yaml_node_t *n)
@@ -99,6 +103,38 @@ static const char *scalar(const yaml_node_t *n)
 static bool plain(const yaml_node_t *n)
 {
     return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+/* A plain empty, ~ or null scalar: YAML's null. */
+static bool is_null(const yaml_node_t *n)
+{
+    const char *s;
+
+    if (n->type != YAML_SCALAR_NODE || !plain(n))
+        return false;
+    s = scalar(n);
+    return s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+/* "a list", "a map", "nothing (null)", "a quoted string '...'" or "'...'",
+ * for "got ..." in messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t len)
+{
+    switch (n->type) {
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    case YAML_MAPPING_NODE:
+        return "a map";
+    case YAML_SCALAR_NODE:
+        if (is_null(n))
+            return "nothing (an empty or null value)";
+        snprintf(buf, len, "%s'%.64s%s'", plain(n) ? "" : "a quoted string ", scalar(n),
+                 strlen(scalar(n)) > 64 ? "..." : "");
+        return buf;
+    default:
+        return "nothing";
+    }
 }
 
 yaml_node_t *kl_cfg_map_get(kl_cfg_ctx_t *ctx, yaml_node_t *node, const char *key)
@@ -115,17 +151,26 @@ yaml_node_t *kl_cfg_map_get(kl_cfg_ctx_t *ctx, yaml_node_t *node, const char *ke
     return NULL;
 }
 
+yaml_node_t *kl_cfg_seq_item(kl_cfg_ctx_t *ctx, yaml_node_t *node, size_t i)
+{
+    if (node == NULL || node->type != YAML_SEQUENCE_NODE ||
+        i >= (size_t)(node->data.sequence.items.top - node->data.sequence.items.start))
+        return NULL;
+    return yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
+}
+
 int kl_cfg_duration(const char *s, uint32_t *ms)
 {
     unsigned long long v = 0, mul;
     const char *p = s;
     size_t digits = 0;
 
-    while (*p >= '0' && *p <= '9' && digits < 12) {
+    while (*p >= '0' && *p <= '9') {
+        if (++digits > 12)
+            return KL_ERANGE;
         v = v * 10 + (unsigned long long)(*p++ - '0');
-        digits++;
     }
-    if (digits == 0 || digits >= 12)
+    if (digits == 0)
         return KL_EINVAL;
     if (strcmp(p, "ms") == 0)
         mul = 1;
@@ -143,81 +188,205 @@ int kl_cfg_duration(const char *s, uint32_t *ms)
     return KL_OK;
 }
 
-static int parse_uint(kl_cfg_ctx_t *ctx, yaml_node_t *n, long long min, long long max,
-                      unsigned long long *out)
+/* Counts one node against the alias-bomb budget. */
+static int visit(kl_cfg_ctx_t *ctx, const yaml_node_t *n)
 {
-    const char *s;
-    unsigned long long v = 0;
-    size_t i = 0;
+    if (++ctx->visits == KL_CFG_MAX_VISITS + 1)
+        return kl_cfg_error(ctx, n, NULL,
+                            "the document expands to more than %d nodes (an alias bomb?)",
+                            KL_CFG_MAX_VISITS);
+    return ctx->visits > KL_CFG_MAX_VISITS ? KL_EINVAL : KL_OK;
+}
 
-    if (n->type != YAML_SCALAR_NODE || !plain(n))
-        return kl_cfg_error(ctx, n, NULL, "expected a whole number in %lld..%lld, got %s", min, max,
-                            n->type == YAML_SCALAR_NODE ? "a quoted string" : node_type_name(n));
-    s = scalar(n);
-    for (; s[i] != '\0'; i++) {
-        if (s[i] < '0' || s[i] > '9' || i >= 19)
-            return kl_cfg_error(ctx, n, NULL, "expected a whole number in %lld..%lld, got '%s'",
-                                min, max, s);
-        v = v * 10 + (unsigned long long)(s[i] - '0');
+static char *copy_str(kl_cfg_ctx_t *ctx, const yaml_node_t *n)
+{
+    size_t len = n->data.scalar.length;
+    char *s;
+
+    if (ctx->bytes + len > KL_CFG_MAX_BYTES) {
+        if (ctx->bytes <= KL_CFG_MAX_BYTES)
+            kl_cfg_error(ctx, n, NULL, "the document expands to more than %u bytes of strings",
+                         KL_CFG_MAX_BYTES);
+        ctx->bytes = KL_CFG_MAX_BYTES + 1;
+        return NULL;
     }
-    if (i == 0 || (long long)v < min || (long long)v > max)
-        return kl_cfg_error(ctx, n, NULL, "%s is out of range: expected %lld..%lld", s, min, max);
-    *out = v;
+    ctx->bytes += len;
+    s = strdup(scalar(n));
+    if (s == NULL)
+        kl_cfg_error(ctx, n, NULL, "out of memory");
+    return s;
+}
+
+/* A whole number in [min, max]: digits only, '-' only when min < 0. */
+static int parse_integer(kl_cfg_ctx_t *ctx, yaml_node_t *n, long long min, long long max,
+                         long long *out)
+{
+    char got[96];
+    const char *s, *p;
+    unsigned long long v = 0;
+    bool neg = false;
+    size_t digits = 0;
+
+    if (n->type != YAML_SCALAR_NODE || !plain(n) || is_null(n))
+        return kl_cfg_error(ctx, n, NULL, "expected a whole number in %lld..%lld, got %s", min, max,
+                            describe(n, got, sizeof(got)));
+    s = p = scalar(n);
+    if (*p == '-' && min < 0) {
+        neg = true;
+        p++;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (++digits <= 18)
+            v = v * 10 + (unsigned long long)(*p - '0');
+    }
+    if (*p != '\0' || digits == 0)
+        return kl_cfg_error(ctx, n, NULL,
+                            "expected a whole number in %lld..%lld (digits only: no sign, "
+                            "spaces, hex or decimals), got %s",
+                            min, max, describe(n, got, sizeof(got)));
+    if (digits > 1 && p[-(long)digits] == '0')
+        return kl_cfg_error(ctx, n, NULL,
+                            "expected a whole number in %lld..%lld without leading zeros "
+                            "(YAML reads 0755 as octal), got '%s'",
+                            min, max, s);
+    if (digits > 18 || (neg ? -(long long)v : (long long)v) < min ||
+        (neg ? -(long long)v : (long long)v) > max)
+        return kl_cfg_error(ctx, n, NULL, "%.40s is out of range: expected %lld..%lld", s, min,
+                            max);
+    *out = neg ? -(long long)v : (long long)v;
     return KL_OK;
 }
 
-static int parse_value(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, void *base);
+/* Decimal notation only: -?digits[.digits]; no exponent, inf or nan. */
+static int parse_double(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, double *out)
+{
+    char got[96];
+    const char *p;
+    size_t ip = 0, fp = 0;
+    double d;
+
+    if (n->type != YAML_SCALAR_NODE || !plain(n) || is_null(n))
+        goto bad;
+    p = scalar(n);
+    if (*p == '-')
+        p++;
+    while (p[ip] >= '0' && p[ip] <= '9')
+        ip++;
+    if (p[ip] == '.') {
+        while (p[ip + 1 + fp] >= '0' && p[ip + 1 + fp] <= '9')
+            fp++;
+        if (fp == 0 || p[ip + 1 + fp] != '\0')
+            goto bad;
+    } else if (p[ip] != '\0') {
+        goto bad;
+    }
+    if (ip == 0 || ip + fp > 30)
+        goto bad;
+    d = strtod(scalar(n), NULL);
+    if (!(d > k->dmin) || !(d <= k->dmax))
+        return kl_cfg_error(ctx, n, NULL,
+                            "%s is out of range: expected a number above %g and at most %g",
+                            scalar(n), k->dmin, k->dmax);
+    *out = d;
+    return KL_OK;
+bad:
+    return kl_cfg_error(ctx, n, NULL,
+                        "expected a decimal number above %g and at most %g (like 1.5), got %s",
+                        k->dmin, k->dmax, describe(n, got, sizeof(got)));
+}
+
+static int parse_duration(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, uint32_t *out)
+{
+    char got[96], lo[32], hi[32];
+    uint32_t ms = 0;
+    int rc;
+
+    kl_cfg_fmt_ms((uint64_t)k->min, lo, sizeof(lo));
+    kl_cfg_fmt_ms((uint64_t)k->max, hi, sizeof(hi));
+    if (n->type != YAML_SCALAR_NODE || is_null(n))
+        return kl_cfg_error(ctx, n, NULL,
+                            "expected a duration like 250ms, 5s, 2m or 1h (%s..%s), got %s", lo, hi,
+                            describe(n, got, sizeof(got)));
+    rc = kl_cfg_duration(scalar(n), &ms);
+    if (rc == KL_EINVAL) {
+        const char *s = scalar(n);
+        bool digits = s[0] != '\0' && strspn(s, "0123456789") == strlen(s);
+
+        if (digits)
+            return kl_cfg_error(ctx, n, NULL,
+                                "'%s' has no unit: a duration needs one of ms, s, m, h "
+                                "(like 250ms, 5s, 2m, 1h)",
+                                s);
+        return kl_cfg_error(ctx, n, NULL,
+                            "expected a duration: digits and a unit ms, s, m or h (like 250ms, "
+                            "5s, 2m, 1h), got %s",
+                            describe(n, got, sizeof(got)));
+    }
+    if (rc != KL_OK || (long long)ms < k->min || (long long)ms > k->max)
+        return kl_cfg_error(ctx, n, NULL, "%.40s is out of range: expected %s..%s", scalar(n), lo,
+                            hi);
+    *out = ms;
+    return KL_OK;
+}
+
 static void free_key(const kl_cfg_key_t *k, void *base);
 
 static int parse_seq(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, void *base)
 {
     size_t count, *countp = (size_t *)((char *)base + k->count_off);
-    yaml_node_item_t *it;
+    char got[96];
     char *arr;
     int rc = KL_OK;
+    size_t esize = k->type == KL_CFG_SEQ       ? k->elem_size
+                   : k->type == KL_CFG_INTLIST ? sizeof(int)
+                                               : sizeof(char *);
 
     if (n->type != YAML_SEQUENCE_NODE)
-        return kl_cfg_error(ctx, n, NULL, "expected a list, got %s", node_type_name(n));
+        return kl_cfg_error(ctx, n, NULL, "expected a list ([a, b] or - items), got %s",
+                            describe(n, got, sizeof(got)));
     free_key(k, base); /* a default list is replaced */
     count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    if (count > CFG_MAX_ITEMS)
+    if (count > KL_CFG_MAX_ITEMS)
         return kl_cfg_error(ctx, n, NULL, "too many entries (%zu, at most %d)", count,
-                            CFG_MAX_ITEMS);
-    arr = calloc(count ? count : 1, k->type == KL_CFG_SEQ       ? k->elem_size
-                                    : k->type == KL_CFG_INTLIST ? sizeof(int)
-                                                                : sizeof(char *));
+                            KL_CFG_MAX_ITEMS);
+    if (count == 0 && k->nonempty)
+        return kl_cfg_error(ctx, n, NULL, "expected at least one entry, got an empty list");
+    if (count == 0)
+        return KL_OK;
+    arr = calloc(count, esize);
     if (arr == NULL)
         return kl_cfg_error(ctx, n, NULL, "out of memory");
     *(void **)((char *)base + k->off) = arr;
     *countp = 0;
-    it = n->data.sequence.items.start;
-    for (size_t i = 0; i < count; i++, it++) {
-        yaml_node_t *e = yaml_document_get_node(ctx->doc, *it);
-        size_t mark = path_push(ctx, NULL, NULL, i);
+    ctx->depth++;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *e = yaml_document_get_node(ctx->doc, n->data.sequence.items.start[i]);
+        size_t mark = path_push(ctx, NULL, i);
+        long long v;
 
-        if (e == NULL || ++ctx->visits > CFG_MAX_VISITS) {
-            rc = kl_cfg_error(ctx, n, NULL, "document too large or recursive");
+        if (e == NULL || visit(ctx, e) != KL_OK) {
+            rc = KL_EINVAL;
             path_pop(ctx, mark);
             break;
         }
         if (k->type == KL_CFG_STRLIST) {
-            if (e->type != YAML_SCALAR_NODE) {
-                rc = kl_cfg_error(ctx, e, NULL, "expected a string, got %s", node_type_name(e));
+            if (e->type != YAML_SCALAR_NODE || is_null(e)) {
+                rc = kl_cfg_error(ctx, e, NULL, "expected a string, got %s",
+                                  describe(e, got, sizeof(got)));
             } else {
                 /* packed at the count, so a bad entry before leaves no hole */
-                ((char **)arr)[*countp] = strdup(scalar(e));
-                if (((char **)arr)[*countp] != NULL)
-                    (*countp)++;
+                char *s = copy_str(ctx, e);
+
+                if (s != NULL)
+                    ((char **)arr)[(*countp)++] = s;
+                else
+                    rc = KL_EINVAL;
             }
         } else if (k->type == KL_CFG_INTLIST) {
-            unsigned long long v;
-
-            if (parse_uint(ctx, e, k->min, k->max, &v) == KL_OK) {
-                ((int *)arr)[*countp] = (int)v;
-                (*countp)++;
-            } else {
+            if (parse_integer(ctx, e, k->min, k->max, &v) == KL_OK)
+                ((int *)arr)[(*countp)++] = (int)v;
+            else
                 rc = KL_EINVAL;
-            }
         } else {
             void *elem = arr + i * k->elem_size;
 
@@ -225,108 +394,104 @@ static int parse_seq(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, v
                 k->init(elem);
             (*countp)++;
             if (e->type != YAML_MAPPING_NODE) {
-                rc = kl_cfg_error(ctx, e, NULL, "expected a map, got %s", node_type_name(e));
-            } else if (kl_cfg_parse_map(ctx, e, k->sub, elem) != KL_OK) {
-                rc = KL_EINVAL;
-            } else if (k->custom != NULL && k->custom(ctx, e, elem) != KL_OK) {
-                rc = KL_EINVAL;
+                rc = kl_cfg_error(ctx, e, NULL, "expected a map ({ key: value }), got %s",
+                                  describe(e, got, sizeof(got)));
+            } else {
+                if (kl_cfg_parse_map(ctx, e, k->sub, elem) != KL_OK)
+                    rc = KL_EINVAL;
+                if (k->custom != NULL && k->custom(ctx, e, elem) != KL_OK)
+                    rc = KL_EINVAL;
             }
         }
         path_pop(ctx, mark);
     }
+    ctx->depth--;
     /* cross-entry checks run even when an entry had errors: all errors at once */
     if (k->seq_post != NULL && k->seq_post(ctx, n, arr, *countp) != KL_OK)
         rc = KL_EINVAL;
     return rc;
 }
 
+static int parse_enum(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, int *out)
+{
+    char list[256] = "", got[96];
+
+    if (n->type == YAML_SCALAR_NODE) {
+        for (int i = 0; k->enums[i] != NULL; i++) {
+            if (strcmp(k->enums[i], scalar(n)) == 0) {
+                *out = i;
+                return KL_OK;
+            }
+        }
+    }
+    for (int i = 0; k->enums[i] != NULL; i++) {
+        strncat(list, i ? " | " : "", sizeof(list) - strlen(list) - 1);
+        strncat(list, k->enums[i], sizeof(list) - strlen(list) - 1);
+    }
+    return kl_cfg_error(ctx, n, NULL, "expected one of %s, got %s", list,
+                        describe(n, got, sizeof(got)));
+}
+
 static int parse_value(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k, void *base)
 {
     void *field = (char *)base + k->off;
-    unsigned long long v;
+    char got[96];
+    long long v;
 
     switch (k->type) {
-    case KL_CFG_STR:
-        if (n->type != YAML_SCALAR_NODE)
-            return kl_cfg_error(ctx, n, NULL, "expected a string, got %s", node_type_name(n));
+    case KL_CFG_STR: {
+        char *s;
+
+        if (n->type != YAML_SCALAR_NODE || is_null(n))
+            return kl_cfg_error(ctx, n, NULL, "expected a string, got %s",
+                                describe(n, got, sizeof(got)));
+        s = copy_str(ctx, n);
+        if (s == NULL)
+            return KL_EINVAL;
         free(*(char **)field);
-        *(char **)field = strdup(scalar(n));
-        return *(char **)field != NULL ? KL_OK : kl_cfg_error(ctx, n, NULL, "out of memory");
+        *(char **)field = s;
+        return KL_OK;
+    }
     case KL_CFG_BOOL:
-        if (n->type != YAML_SCALAR_NODE || !plain(n) ||
-            (strcmp(scalar(n), "true") != 0 && strcmp(scalar(n), "false") != 0))
-            return kl_cfg_error(ctx, n, NULL, "expected true or false, got %s%s%s",
-                                n->type == YAML_SCALAR_NODE ? "'" : "",
-                                n->type == YAML_SCALAR_NODE ? scalar(n) : node_type_name(n),
-                                n->type == YAML_SCALAR_NODE ? "'" : "");
-        *(bool *)field = strcmp(scalar(n), "true") == 0;
+        if (n->type == YAML_SCALAR_NODE && plain(n) && strcmp(scalar(n), "true") == 0)
+            *(bool *)field = true;
+        else if (n->type == YAML_SCALAR_NODE && plain(n) && strcmp(scalar(n), "false") == 0)
+            *(bool *)field = false;
+        else
+            return kl_cfg_error(ctx, n, NULL,
+                                "expected true or false (yes, no, on, off, 1 and 0 are not "
+                                "accepted), got %s",
+                                describe(n, got, sizeof(got)));
         return KL_OK;
     case KL_CFG_UINT:
-        if (parse_uint(ctx, n, k->min, k->max, &v) != KL_OK)
+        if (parse_integer(ctx, n, k->min < 0 ? 0 : k->min, k->max, &v) != KL_OK)
             return KL_EINVAL;
         if (k->width == sizeof(uint16_t))
             *(uint16_t *)field = (uint16_t)v;
-        else if (k->width == sizeof(uint32_t) || k->width == 0)
+        else if (k->width == sizeof(uint64_t))
+            *(uint64_t *)field = (uint64_t)v;
+        else
             *(unsigned *)field = (unsigned)v;
         return KL_OK;
-    case KL_CFG_DURATION: {
-        uint32_t ms;
-        int rc;
-
-        if (n->type != YAML_SCALAR_NODE)
-            return kl_cfg_error(ctx, n, NULL, "expected a duration (250ms, 5s, 2m, 1h), got %s",
-                                node_type_name(n));
-        rc = kl_cfg_duration(scalar(n), &ms);
-        if (rc != KL_OK || (long long)ms < k->min || (long long)ms > k->max)
-            return kl_cfg_error(ctx, n, NULL,
-                                "expected a duration with a unit (ms, s, m, h) from %lldms to "
-                                "%lldms, got '%s'",
-                                k->min, k->max, scalar(n));
-        *(uint32_t *)field = ms;
+    case KL_CFG_INT:
+        if (parse_integer(ctx, n, k->min, k->max, &v) != KL_OK)
+            return KL_EINVAL;
+        *(int *)field = (int)v;
         return KL_OK;
-    }
-    case KL_CFG_DOUBLE: {
-        char *end;
-        double d;
-
-        if (n->type != YAML_SCALAR_NODE || !plain(n))
-            return kl_cfg_error(ctx, n, NULL, "expected a number, got %s", node_type_name(n));
-        d = strtod(scalar(n), &end);
-        if (*end != '\0' || end == scalar(n) || d * 1000 <= (double)k->min ||
-            d * 1000 > (double)k->max)
-            return kl_cfg_error(ctx, n, NULL, "expected a number above %g and up to %g, got '%s'",
-                                k->min / 1000.0, k->max / 1000.0, scalar(n));
-        *(double *)field = d;
-        return KL_OK;
-    }
+    case KL_CFG_DURATION:
+        return parse_duration(ctx, n, k, (uint32_t *)field);
+    case KL_CFG_DOUBLE:
+        return parse_double(ctx, n, k, (double *)field);
     case KL_CFG_ENUM:
-        if (n->type == YAML_SCALAR_NODE) {
-            for (int i = 0; k->enums[i] != NULL; i++) {
-                if (strcmp(k->enums[i], scalar(n)) == 0) {
-                    *(int *)field = i;
-                    return KL_OK;
-                }
-            }
-        }
-        {
-            char list[256] = "";
-
-            for (int i = 0; k->enums[i] != NULL; i++) {
-                strncat(list, i ? " | " : "", sizeof(list) - strlen(list) - 1);
-                strncat(list, k->enums[i], sizeof(list) - strlen(list) - 1);
-            }
-            return kl_cfg_error(ctx, n, NULL, "expected one of %s, got %s%s%s", list,
-                                n->type == YAML_SCALAR_NODE ? "'" : "",
-                                n->type == YAML_SCALAR_NODE ? scalar(n) : node_type_name(n),
-                                n->type == YAML_SCALAR_NODE ? "'" : "");
-        }
+        return parse_enum(ctx, n, k, (int *)field);
     case KL_CFG_STRLIST:
     case KL_CFG_INTLIST:
     case KL_CFG_SEQ:
         return parse_seq(ctx, n, k, base);
     case KL_CFG_MAP:
         if (n->type != YAML_MAPPING_NODE)
-            return kl_cfg_error(ctx, n, NULL, "expected a map, got %s", node_type_name(n));
+            return kl_cfg_error(ctx, n, NULL, "expected a map ({ key: value }), got %s",
+                                describe(n, got, sizeof(got)));
         return kl_cfg_parse_map(ctx, n, k->sub, field);
     case KL_CFG_CUSTOM:
         return k->custom(ctx, n, field);
@@ -337,18 +502,56 @@ static int parse_value(kl_cfg_ctx_t *ctx, yaml_node_t *n, const kl_cfg_key_t *k,
     return KL_OK;
 }
 
+/* "unknown key 'weigth'; did you mean 'weight'?" */
+static int unknown_key(kl_cfg_ctx_t *ctx, yaml_node_t *kn, const char *name,
+                       const kl_cfg_key_t *table)
+{
+    const char *best = NULL;
+    size_t bd = 3, len = strlen(name);
+    char list[200] = "";
+
+    for (const kl_cfg_key_t *t = table; t->name != NULL; t++) {
+        size_t d = strcasecmp(name, t->name) == 0 ? 0 : kl_cfg_distance(name, t->name);
+
+        if (d < bd && d < len) {
+            bd = d;
+            best = t->name;
+        }
+        if (strlen(list) + strlen(t->name) + 8 < sizeof(list)) {
+            strcat(list, t == table ? "" : ", ");
+            strcat(list, t->name);
+        } else if (strstr(list, ", ...") == NULL) {
+            strcat(list, ", ...");
+        }
+    }
+    if (best != NULL)
+        return kl_cfg_error(ctx, kn, NULL, "unknown key '%.64s'; did you mean '%s'?", name, best);
+    return kl_cfg_error(ctx, kn, NULL, "unknown key '%.64s' (expected one of: %s)", name, list);
+}
+
 int kl_cfg_parse_map(kl_cfg_ctx_t *ctx, yaml_node_t *node, const kl_cfg_key_t *table, void *base)
 {
-    int rc = KL_OK;
-    size_t npairs;
+    bool seen[CFG_MAX_KEYS] = {false};
+    char got[96];
+    size_t npairs, ntable = 0;
     yaml_node_pair_t *pairs;
+    int rc = KL_OK;
 
     if (node == NULL)
         return KL_OK;
     if (node->type != YAML_MAPPING_NODE)
-        return kl_cfg_error(ctx, node, NULL, "expected a map, got %s", node_type_name(node));
+        return kl_cfg_error(ctx, node, NULL, "expected a map ({ key: value }), got %s",
+                            describe(node, got, sizeof(got)));
+    if (ctx->depth >= KL_CFG_MAX_DEPTH)
+        return kl_cfg_error(ctx, node, NULL, "nested more than %d levels deep", KL_CFG_MAX_DEPTH);
+    while (table[ntable].name != NULL)
+        ntable++;
     pairs = node->data.mapping.pairs.start;
     npairs = (size_t)(node->data.mapping.pairs.top - pairs);
+    if (npairs > KL_CFG_MAX_ITEMS)
+        return kl_cfg_error(ctx, node, NULL, "too many keys (%zu, at most %d)", npairs,
+                            KL_CFG_MAX_ITEMS);
+    ctx->depth++;
     for (size_t i = 0; i < npairs; i++) {
         yaml_node_t *kn = yaml_document_get_node(ctx->doc, pairs[i].key);
         yaml_node_t *vn = yaml_document_get_node(ctx->doc, pairs[i].value);
@@ -356,57 +559,49 @@ int kl_cfg_parse_map(kl_cfg_ctx_t *ctx, yaml_node_t *node, const kl_cfg_key_t *t
         const char *name;
         size_t mark;
 
-        if (kn == NULL || vn == NULL || ++ctx->visits > CFG_MAX_VISITS)
-            return kl_cfg_error(ctx, node, NULL, "document too large or recursive");
+        if (kn == NULL || vn == NULL || visit(ctx, kn) != KL_OK) {
+            rc = KL_EINVAL;
+            break;
+        }
         if (kn->type != YAML_SCALAR_NODE) {
-            rc = kl_cfg_error(ctx, kn, NULL, "expected a key name, got %s", node_type_name(kn));
+            rc = kl_cfg_error(ctx, kn, NULL, "expected a key name, got %s",
+                              describe(kn, got, sizeof(got)));
             continue;
         }
         name = scalar(kn);
-        mark = path_push(ctx, "%s%s", name, 0);
+        mark = path_push(ctx, name, 0);
         for (size_t j = 0; j < i; j++) {
             yaml_node_t *pk = yaml_document_get_node(ctx->doc, pairs[j].key);
 
             if (pk != NULL && pk->type == YAML_SCALAR_NODE && strcmp(scalar(pk), name) == 0) {
-                rc = kl_cfg_error(ctx, kn, NULL, "duplicate key '%s' (first at line %d)", name,
+                rc = kl_cfg_error(ctx, kn, NULL, "duplicate key '%.64s' (first at line %d)", name,
                                   (int)pk->start_mark.line + 1);
                 name = NULL;
                 break;
             }
         }
-        if (name == NULL) {
-            path_pop(ctx, mark);
-            continue;
-        }
-        for (const kl_cfg_key_t *t = table; t->name != NULL; t++) {
-            if (strcmp(t->name, name) == 0) {
-                k = t;
+        for (size_t t = 0; name != NULL && t < ntable; t++) {
+            if (strcmp(table[t].name, name) == 0) {
+                k = &table[t];
+                if (t < CFG_MAX_KEYS)
+                    seen[t] = true;
                 break;
             }
         }
-        if (k == NULL) {
-            const char *best = NULL;
-            size_t bd = 3;
-
-            for (const kl_cfg_key_t *t = table; t->name != NULL; t++) {
-                size_t d = dl_distance(name, t->name);
-
-                if (d < bd) {
-                    bd = d;
-                    best = t->name;
-                }
-            }
-            if (best != NULL)
-                rc =
-                    kl_cfg_error(ctx, kn, NULL, "unknown key '%s'; did you mean '%s'?", name, best);
-            else
-                rc = kl_cfg_error(ctx, kn, NULL, "unknown key '%s'", name);
-            path_pop(ctx, mark);
-            continue;
-        }
-        if (parse_value(ctx, vn, k, base) != KL_OK)
+        if (name != NULL && k == NULL)
+            rc = unknown_key(ctx, kn, name, table);
+        else if (k != NULL && parse_value(ctx, vn, k, base) != KL_OK)
             rc = KL_EINVAL;
         path_pop(ctx, mark);
+    }
+    ctx->depth--;
+    for (size_t t = 0; t < ntable && t < CFG_MAX_KEYS; t++) {
+        if (table[t].required && !seen[t]) {
+            char sfx[80];
+
+            snprintf(sfx, sizeof(sfx), ".%s", table[t].name);
+            rc = kl_cfg_error(ctx, node, sfx, "missing required key '%s'", table[t].name);
+        }
     }
     return rc;
 }
@@ -414,6 +609,7 @@ int kl_cfg_parse_map(kl_cfg_ctx_t *ctx, yaml_node_t *node, const kl_cfg_key_t *t
 static void free_key(const kl_cfg_key_t *k, void *base)
 {
     void *field = (char *)base + k->off;
+    size_t *countp = (size_t *)((char *)base + k->count_off);
 
     switch (k->type) {
     case KL_CFG_STR:
@@ -422,29 +618,30 @@ static void free_key(const kl_cfg_key_t *k, void *base)
         break;
     case KL_CFG_STRLIST: {
         char **l = *(char ***)field;
-        size_t n = *(size_t *)((char *)base + k->count_off);
 
-        for (size_t i = 0; l != NULL && i < n; i++)
+        for (size_t i = 0; l != NULL && i < *countp; i++)
             free(l[i]);
         free(l);
         *(char ***)field = NULL;
-        *(size_t *)((char *)base + k->count_off) = 0;
+        *countp = 0;
         break;
     }
     case KL_CFG_INTLIST:
         free(*(int **)field);
         *(int **)field = NULL;
-        *(size_t *)((char *)base + k->count_off) = 0;
+        *countp = 0;
         break;
     case KL_CFG_SEQ: {
         char *arr = *(char **)field;
-        size_t n = *(size_t *)((char *)base + k->count_off);
 
-        for (size_t i = 0; arr != NULL && i < n; i++)
+        for (size_t i = 0; arr != NULL && i < *countp; i++) {
+            if (k->elem_free != NULL)
+                k->elem_free(arr + i * k->elem_size);
             kl_cfg_free(k->sub, arr + i * k->elem_size);
+        }
         free(arr);
         *(char **)field = NULL;
-        *(size_t *)((char *)base + k->count_off) = 0;
+        *countp = 0;
         break;
     }
     case KL_CFG_MAP:

@@ -577,7 +577,7 @@ void kl_proxy_on_tp_error(void *arg, kl_tp_kind_t kind, const kl_addr_t *peer, i
     char a[64];
 
     kl_addr_to_str(peer, a, sizeof(a));
-    kl_log(KL_LOG_NOTICE, &p->w->log, "event=transport_error transport=%s peer=%s err=%s",
+    kl_log(KL_LOG_DEBUG, &p->w->log, "event=transport_error transport=%s peer=%s err=%s",
            kl_tp_kind_name(kind), a, kl_strerror(err));
     kl__txn_tp_error(p, kind, peer);
 }

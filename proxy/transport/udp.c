@@ -9,6 +9,8 @@
 #include <event2/event.h>
 
 #include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,11 +23,55 @@
 
 void kl__udp_sockopts(int fd)
 {
-    int sz = UDP_SOCKBUF;
+    int sz = UDP_SOCKBUF, one = 1;
 
     /* best effort: the kernel caps these at net.core.rmem_max / wmem_max */
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    /* ICMP errors (port unreachable: the server process died) come back on
+     * the error queue with the address they were sent to, so a dead
+     * destination fails over at once instead of after attempt_timeout.
+     * One of the two fails for the socket's family: that is expected. */
+    (void)setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
+}
+
+/* Reads the ICMP errors queued on <l> and reports each destination that
+ * refused or could not be reached through on_err. */
+static void udp_read_errqueue(kl_tp_t *tp, kl_listener_t *l)
+{
+    for (int i = 0; i < 64; i++) {
+        char ctrl[512];
+        char data[64];
+        kl_addr_t dst;
+        struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+        struct msghdr h = {.msg_name = &dst.u.ss,
+                           .msg_namelen = sizeof(dst.u.ss),
+                           .msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = ctrl,
+                           .msg_controllen = sizeof(ctrl)};
+        int err = 0;
+
+        if (recvmsg(l->fd, &h, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+            return;
+        dst.len = h.msg_namelen;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c != NULL; c = CMSG_NXTHDR(&h, c)) {
+            if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+                (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+                struct sock_extended_err ee;
+
+                memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+                if (ee.ee_origin == SO_EE_ORIGIN_ICMP || ee.ee_origin == SO_EE_ORIGIN_ICMP6)
+                    err = (int)ee.ee_errno;
+            }
+        }
+        if ((err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) &&
+            h.msg_namelen > 0 && tp->on_err != NULL) {
+            tp->stats.send_errors++;
+            tp->on_err(tp->arg, KL_TP_UDP, &dst, KL_EIO);
+        }
+    }
 }
 
 void kl__udp_bufs_free(kl_tp_t *tp)
@@ -107,6 +153,11 @@ static int udp_read_batch(kl_tp_t *tp, kl_listener_t *l)
         h->msg_iovlen = 1;
     }
     n = recvmmsg(l->fd, tp->udp_msgs, KL__UDP_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0 && (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)) {
+        /* a pending ICMP error: report it and read on */
+        udp_read_errqueue(tp, l);
+        return KL__UDP_BATCH;
+    }
     if (n < 0)
         return errno == ENOSYS ? -1 : 0;
     for (int i = 0; i < n && kl__tp_has_listener(tp, l); i++) {
@@ -126,6 +177,10 @@ static int udp_read_one(kl_tp_t *tp, kl_listener_t *l)
     socklen_t pl = sizeof(peer.u.ss);
     ssize_t n = recvfrom(l->fd, tp->udp_bufs, tp->udp_slot, MSG_DONTWAIT, &peer.u.sa, &pl);
 
+    if (n < 0 && (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)) {
+        udp_read_errqueue(tp, l);
+        return 1;
+    }
     if (n < 0)
         return 0;
     peer.len = pl;

@@ -1,162 +1,138 @@
 #include "upstream/router.h"
 
 #include "upstream/balancer.h"
+#include "upstream/registry.h"
 #include "core/conf.h"
 #include "core/errors.h"
-#include "core/htab.h"
 #include "core/worker.h"
 
-#include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define PLAN_MAX_TRIED 10
+/* SWRR weights are integers: scaled so slow-start fractions keep their share */
+#define WEIGHT_SCALE 100u
+#define WEIGHT_MAX   (UINT_MAX / WEIGHT_SCALE)
 
-typedef struct dest_state {
-    kl_hnode_t hn;
-    char *key; /* zone|uri */
-    char *zone;
-    char *uri;
-    kl_addr_t addr;
-    kl_tp_kind_t transport;
-    bool routable; /* an address literal (names need DNS) */
-    bool up;
-    bool in_config;
-    bool drained;
-    unsigned refs; /* targets and config entries holding it */
-    unsigned in_flight, dialogs;
-    uint64_t attempts, successes, failures, timeouts;
-    uint64_t slow_start_at;
-} dest_state_t;
-
+/* Per-snapshot structures, built at reload so the per-call path only walks
+ * arrays of state pointers. Plans keep the generation they started with. */
 typedef struct zone_rt {
     const kl_conf_zone_t *conf;
-    dest_state_t **dests;
-    size_t ndests;
-    kl_swrr_t swrr;
+    kl_dest_state_t **dests; /* one per conf->dests[], a ref each */
+    kl_swrr_t swrr;          /* destinations */
 } zone_rt_t;
 
 typedef struct cluster_rt {
     const kl_conf_cluster_t *conf;
     zone_rt_t *zones;
     size_t nzones;
-    kl_swrr_t swrr; /* weighted zones */
-    int local;      /* index of node.zone when prefer_local, else -1 */
+    kl_swrr_t order;    /* first zone of new plans, by zone weight */
+    kl_swrr_t failover; /* next zone after a failure: its own state, so failovers do not bend
+                           the split of new requests */
+    int local;          /* node.zone when prefer_local and the cluster has it, else -1 */
 } cluster_rt_t;
 
-/* per-snapshot structures; plans keep the one they started with alive */
-typedef struct rt_gen {
-    unsigned refs;
+typedef struct gen {
+    unsigned refs; /* the router's current pointer + plans */
     const kl_conf_t *conf;
     cluster_rt_t *clusters;
     size_t nclusters;
-} rt_gen_t;
+} gen_t;
 
 struct kl_router {
-    rt_gen_t *gen;
-    kl_htab_t states;
+    kl_registry_t reg;
+    gen_t *gen;
 };
+
+typedef struct tried {
+    uint32_t zone, dest;
+} tried_t;
 
 struct kl_plan {
-    rt_gen_t *gen;
+    gen_t *gen;
     cluster_rt_t *cl;
-    kl_class_t cls;
-    int first_zone; /* -1 until chosen */
-    dest_state_t *tried[PLAN_MAX_TRIED];
-    size_t ntried;
-    bool zone_failed[64];
+    kl_class_t cls; /* carried for bulkheads */
+    uint64_t now_ms;
+    unsigned max; /* min(max_attempts, PLAN_MAX_TRIED) */
+    unsigned ntried;
+    tried_t tried[PLAN_MAX_TRIED]; /* in order; every one failed once the plan moves on */
 };
-
-/* ---- registry ---- */
-
-static void state_unref(kl_router_t *r, dest_state_t *s)
-{
-    if (s == NULL || --s->refs > 0)
-        return;
-    kl_htab_del(&r->states, &s->hn);
-    free(s->key);
-    free(s->zone);
-    free(s->uri);
-    free(s);
-}
-
-static dest_state_t *state_get(kl_router_t *r, const char *zone, const char *uri, bool create)
-{
-    char key[512];
-    int n = snprintf(key, sizeof(key), "%s|%s", zone, uri);
-    kl_hnode_t *hn;
-    dest_state_t *s;
-
-    if (n < 0 || (size_t)n >= sizeof(key))
-        return NULL;
-    hn = kl_htab_get(&r->states, key, (size_t)n);
-    if (hn != NULL)
-        return kl_container_of(hn, dest_state_t, hn);
-    if (!create)
-        return NULL;
-    s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->key = strdup(key);
-    s->zone = strdup(zone);
-    s->uri = strdup(uri);
-    if (s->key == NULL || s->zone == NULL || s->uri == NULL) {
-        free(s->key);
-        free(s->zone);
-        free(s->uri);
-        free(s);
-        return NULL;
-    }
-    s->up = true;
-    kl_htab_add(&r->states, &s->hn, s->key, (size_t)n);
-    return s;
-}
-
-static void state_set_addr(dest_state_t *s, const kl_conf_dest_t *d)
-{
-    uint16_t port = d->port ? d->port : (d->transport == KL_TP_TLS ? 5061 : 5060);
-
-    s->transport = d->transport;
-    /* "localhost" needs no resolver; other names wait for the dns module */
-    if (strcasecmp(d->host, "localhost") == 0) {
-        s->routable = kl_addr_from_str("127.0.0.1", port, &s->addr) == KL_OK &&
-                      (d->transport == KL_TP_UDP || d->transport == KL_TP_TCP);
-        return;
-    }
-    s->routable = d->host_is_ip && kl_addr_from_str(d->host, port, &s->addr) == KL_OK &&
-                  (d->transport == KL_TP_UDP || d->transport == KL_TP_TCP);
-}
 
 /* ---- generations ---- */
 
-static void gen_unref(kl_router_t *r, rt_gen_t *g)
+static void gen_unref(kl_router_t *r, gen_t *g)
 {
     if (g == NULL || --g->refs > 0)
         return;
     for (size_t c = 0; c < g->nclusters; c++) {
         cluster_rt_t *cl = &g->clusters[c];
 
-        for (size_t z = 0; z < cl->nzones; z++) {
+        for (size_t z = 0; z < cl->nzones && cl->zones != NULL; z++) {
             zone_rt_t *zr = &cl->zones[z];
 
-            for (size_t d = 0; d < zr->ndests; d++)
-                state_unref(r, zr->dests[d]);
+            for (size_t d = 0; d < zr->conf->ndests && zr->dests != NULL; d++)
+                kl_registry_unref(&r->reg, zr->dests[d]);
             free(zr->dests);
             kl_swrr_free(&zr->swrr);
         }
         free(cl->zones);
-        kl_swrr_free(&cl->swrr);
+        kl_swrr_free(&cl->order);
+        kl_swrr_free(&cl->failover);
     }
     free(g->clusters);
     kl_conf_unref(g->conf);
     free(g);
 }
 
-static rt_gen_t *gen_build(kl_router_t *r, const kl_conf_t *conf, bool reload)
+static unsigned weight_scaled(unsigned w)
 {
-    rt_gen_t *g = calloc(1, sizeof(*g));
-    uint64_t now = kl_now_ms();
+    return (w > WEIGHT_MAX ? WEIGHT_MAX : w) * WEIGHT_SCALE;
+}
+
+static int zone_build(kl_router_t *r, zone_rt_t *zr, const kl_conf_zone_t *cz)
+{
+    zr->conf = cz;
+    zr->dests = calloc(cz->ndests ? cz->ndests : 1, sizeof(*zr->dests));
+    if (zr->dests == NULL || kl_swrr_init(&zr->swrr, cz->ndests) != KL_OK)
+        return KL_ENOMEM;
+    for (size_t d = 0; d < cz->ndests; d++) {
+        if (kl_registry_get(&r->reg, cz->name, &cz->dests[d], &zr->dests[d]) != KL_OK)
+            return KL_ENOMEM;
+        kl_swrr_set_weight(&zr->swrr, d, weight_scaled(cz->dests[d].weight));
+    }
+    return KL_OK;
+}
+
+static int cluster_build(kl_router_t *r, cluster_rt_t *cl, const kl_conf_t *conf,
+                         const kl_conf_cluster_t *cc)
+{
+    cl->conf = cc;
+    cl->local = -1;
+    cl->zones = calloc(cc->nzones ? cc->nzones : 1, sizeof(*cl->zones));
+    if (cl->zones == NULL || kl_swrr_init(&cl->order, cc->nzones) != KL_OK ||
+        kl_swrr_init(&cl->failover, cc->nzones) != KL_OK)
+        return KL_ENOMEM;
+    for (size_t z = 0; z < cc->nzones; z++) {
+        const kl_conf_zone_t *cz = &cc->zones[z];
+
+        cl->nzones++;
+        if (zone_build(r, &cl->zones[z], cz) != KL_OK)
+            return KL_ENOMEM;
+        kl_swrr_set_weight(&cl->order, z, weight_scaled(cz->weight));
+        kl_swrr_set_weight(&cl->failover, z, weight_scaled(cz->weight));
+        if (cc->prefer_local && conf->node_zone != NULL && strcmp(cz->name, conf->node_zone) == 0)
+            cl->local = (int)z;
+    }
+    return KL_OK;
+}
+
+/* Builds the structures of <conf> and takes a ref on every destination state
+ * it names; changes nothing else, so a failure leaves the router as it was. */
+static gen_t *gen_build(kl_router_t *r, const kl_conf_t *conf)
+{
+    gen_t *g = calloc(1, sizeof(*g));
 
     if (g == NULL)
         return NULL;
@@ -165,42 +141,10 @@ static rt_gen_t *gen_build(kl_router_t *r, const kl_conf_t *conf, bool reload)
     g->clusters = calloc(conf->nclusters ? conf->nclusters : 1, sizeof(*g->clusters));
     if (g->clusters == NULL)
         goto fail;
-    g->nclusters = conf->nclusters;
     for (size_t c = 0; c < conf->nclusters; c++) {
-        const kl_conf_cluster_t *cc = &conf->clusters[c];
-        cluster_rt_t *cl = &g->clusters[c];
-
-        cl->conf = cc;
-        cl->local = -1;
-        cl->zones = calloc(cc->nzones ? cc->nzones : 1, sizeof(*cl->zones));
-        if (cl->zones == NULL || kl_swrr_init(&cl->swrr, cc->nzones) != KL_OK)
+        g->nclusters++;
+        if (cluster_build(r, &g->clusters[c], conf, &conf->clusters[c]) != KL_OK)
             goto fail;
-        cl->nzones = cc->nzones;
-        for (size_t z = 0; z < cc->nzones; z++) {
-            const kl_conf_zone_t *cz = &cc->zones[z];
-            zone_rt_t *zr = &cl->zones[z];
-
-            zr->conf = cz;
-            kl_swrr_set_weight(&cl->swrr, z, cz->weight);
-            if (cc->prefer_local && conf->node_zone != NULL &&
-                strcmp(cz->name, conf->node_zone) == 0)
-                cl->local = (int)z;
-            zr->dests = calloc(cz->ndests ? cz->ndests : 1, sizeof(*zr->dests));
-            if (zr->dests == NULL || kl_swrr_init(&zr->swrr, cz->ndests) != KL_OK)
-                goto fail;
-            for (size_t d = 0; d < cz->ndests; d++) {
-                dest_state_t *s = state_get(r, cz->name, cz->dests[d].uri, true);
-
-                if (s == NULL)
-                    goto fail;
-                if (s->refs == 0 && reload && cc->slow_start.window > 0)
-                    s->slow_start_at = now; /* added by a reload: ramp up */
-                s->refs++;
-                state_set_addr(s, &cz->dests[d]);
-                zr->dests[zr->ndests++] = s;
-                kl_swrr_set_weight(&zr->swrr, d, cz->dests[d].weight);
-            }
-        }
     }
     return g;
 fail:
@@ -208,49 +152,62 @@ fail:
     return NULL;
 }
 
-static void gen_mark_in_config(kl_router_t *r, rt_gen_t *g)
+static void state_clear_in_config(void *arg, kl_dest_state_t *s)
 {
-    for (size_t i = 0; i < r->states.nbuckets; i++) {
-        for (kl_hnode_t *h = r->states.buckets[i]; h != NULL; h = h->next)
-            kl_container_of(h, dest_state_t, hn)->in_config = false;
-    }
-    for (size_t c = 0; c < g->nclusters; c++) {
-        for (size_t z = 0; z < g->clusters[c].nzones; z++) {
-            for (size_t d = 0; d < g->clusters[c].zones[z].ndests; d++)
-                g->clusters[c].zones[z].dests[d]->in_config = true;
+    (void)arg;
+    s->in_config = false;
+}
+
+/* Makes <g> current. On a reload, a destination that was not in the previous
+ * snapshot starts its slow-start window at <now_ms>. */
+static void gen_commit(kl_router_t *r, gen_t *g, bool reload, uint64_t now_ms)
+{
+    for (size_t c = 0; c < g->nclusters && reload; c++) {
+        const cluster_rt_t *cl = &g->clusters[c];
+
+        for (size_t z = 0; z < cl->nzones; z++) {
+            for (size_t d = 0; d < cl->zones[z].conf->ndests; d++) {
+                kl_dest_state_t *s = cl->zones[z].dests[d];
+
+                if (!s->in_config && cl->conf->slow_start.window > 0)
+                    s->slow_start_at = now_ms != 0 ? now_ms : 1;
+            }
         }
     }
+    kl_registry_each(&r->reg, state_clear_in_config, NULL);
+    for (size_t c = 0; c < g->nclusters; c++) {
+        const cluster_rt_t *cl = &g->clusters[c];
+
+        for (size_t z = 0; z < cl->nzones; z++) {
+            for (size_t d = 0; d < cl->zones[z].conf->ndests; d++)
+                cl->zones[z].dests[d]->in_config = true;
+        }
+    }
+    gen_unref(r, r->gen);
+    r->gen = g;
 }
+
+/* ---- the router ---- */
 
 kl_router_t *kl_router_new(const kl_conf_t *conf)
 {
     kl_router_t *r = calloc(1, sizeof(*r));
+    gen_t *g;
 
     if (r == NULL)
         return NULL;
-    if (kl_htab_init(&r->states, 64) != KL_OK) {
+    if (kl_registry_init(&r->reg) != KL_OK) {
         free(r);
         return NULL;
     }
-    r->gen = gen_build(r, conf, false);
-    if (r->gen == NULL) {
-        kl_htab_free(&r->states);
+    g = gen_build(r, conf);
+    if (g == NULL) {
+        kl_registry_free(&r->reg);
         free(r);
         return NULL;
     }
-    gen_mark_in_config(r, r->gen);
+    gen_commit(r, g, false, 0);
     return r;
-}
-
-void kl_router_reload(kl_router_t *r, const kl_conf_t *conf)
-{
-    rt_gen_t *g = gen_build(r, conf, true);
-
-    if (g == NULL)
-        return; /* keep routing on the old one */
-    gen_unref(r, r->gen);
-    r->gen = g;
-    gen_mark_in_config(r, g);
 }
 
 void kl_router_free(kl_router_t *r)
@@ -258,54 +215,74 @@ void kl_router_free(kl_router_t *r)
     if (r == NULL)
         return;
     gen_unref(r, r->gen);
-    /* states still referenced by nothing are gone; free any leftovers */
-    for (size_t i = 0; i < r->states.nbuckets; i++) {
-        while (r->states.buckets[i] != NULL) {
-            dest_state_t *s = kl_container_of(r->states.buckets[i], dest_state_t, hn);
-
-            s->refs = 1;
-            state_unref(r, s);
-        }
-    }
-    kl_htab_free(&r->states);
+    r->gen = NULL;
+    kl_registry_free(&r->reg);
     free(r);
+}
+
+int kl_router_reload_at(kl_router_t *r, const kl_conf_t *conf, uint64_t now_ms)
+{
+    gen_t *g = gen_build(r, conf);
+
+    if (g == NULL)
+        return KL_ENOMEM;
+    gen_commit(r, g, true, now_ms);
+    return KL_OK;
+}
+
+void kl_router_reload(kl_router_t *r, const kl_conf_t *conf)
+{
+    (void)kl_router_reload_at(r, conf, kl_now_ms());
+}
+
+size_t kl_router_dest_count(const kl_router_t *r)
+{
+    return r->reg.count;
+}
+
+typedef struct each_ctx {
+    void (*fn)(void *arg, const kl_dest_info_t *d);
+    void *arg;
+} each_ctx_t;
+
+static void each_state(void *arg, kl_dest_state_t *s)
+{
+    each_ctx_t *ec = arg;
+    kl_dest_info_t d = {
+        .zone = s->zone,
+        .uri = s->uri,
+        .up = s->up,
+        .drained = s->drained,
+        .routable = s->routable,
+        .in_config = s->in_config,
+        .in_flight = s->in_flight,
+        .dialogs = s->dialogs,
+        .attempts = s->attempts,
+        .successes = s->successes,
+        .failures = s->failures,
+        .timeouts = s->timeouts,
+        .slow_start_at = s->slow_start_at,
+    };
+
+    ec->fn(ec->arg, &d);
 }
 
 void kl_router_each(const kl_router_t *r, void (*fn)(void *arg, const kl_dest_info_t *d), void *arg)
 {
-    for (size_t i = 0; i < r->states.nbuckets; i++) {
-        for (kl_hnode_t *h = r->states.buckets[i]; h != NULL; h = h->next) {
-            const dest_state_t *s = kl_container_of(h, dest_state_t, hn);
-            kl_dest_info_t d = {
-                .zone = s->zone,
-                .uri = s->uri,
-                .up = s->up,
-                .in_config = s->in_config,
-                .in_flight = s->in_flight,
-                .dialogs = s->dialogs,
-                .attempts = s->attempts,
-                .successes = s->successes,
-                .failures = s->failures,
-                .timeouts = s->timeouts,
-                .slow_start_at = s->slow_start_at,
-            };
+    each_ctx_t ec = {.fn = fn, .arg = arg};
 
-            fn(arg, &d);
-        }
-    }
+    kl_registry_each(&r->reg, each_state, &ec);
 }
 
-/* ---- plans ---- */
+/* ---- routes ---- */
 
-static bool route_matches(const kl_conf_route_t *rt, const kl_route_req_t *req)
+static bool route_matches(const kl_conf_match_t *m, const kl_route_req_t *req)
 {
-    const kl_conf_match_t *m = &rt->match;
-
     if (m->nmethods > 0) {
         bool any = false;
 
-        for (size_t i = 0; i < m->nmethods && !any; i++)
-            any = req->method != NULL && strcmp(m->methods[i], req->method) == 0;
+        for (size_t i = 0; i < m->nmethods && !any && req->method != NULL; i++)
+            any = strcmp(m->methods[i], req->method) == 0;
         if (!any)
             return false;
     }
@@ -317,32 +294,206 @@ static bool route_matches(const kl_conf_route_t *rt, const kl_route_req_t *req)
     return true;
 }
 
-static kl_plan_t *router_plan_new(void *arg, const kl_route_req_t *req)
-{
-    kl_router_t *r = arg;
-    const kl_conf_t *conf = r->gen->conf;
-    kl_plan_t *p;
-    size_t ci = 0;
-    bool found = false;
+/* ---- choosing ---- */
 
-    for (size_t i = 0; i < conf->nroutes && !found; i++) {
-        if (route_matches(&conf->routes[i], req)) {
-            ci = conf->routes[i].cluster;
-            found = true;
-        }
+static bool plan_tried(const kl_plan_t *p, size_t z, size_t d)
+{
+    for (unsigned i = 0; i < p->ntried; i++) {
+        if (p->tried[i].zone == z && p->tried[i].dest == d)
+            return true;
     }
-    if (!found && conf->nroutes > 0)
-        return NULL;
-    if (ci >= r->gen->nclusters)
+    return false;
+}
+
+static bool zone_failed(const kl_plan_t *p, size_t z)
+{
+    for (unsigned i = 0; i < p->ntried; i++) {
+        if (p->tried[i].zone == z)
+            return true;
+    }
+    return false;
+}
+
+/* Down, drained, name-only (no DNS yet) and tried destinations are out. A
+ * zone whose destinations are all down has nothing eligible (panic mode is a
+ * later issue). */
+static bool dest_eligible(const kl_plan_t *p, size_t z, size_t d)
+{
+    const kl_dest_state_t *s = p->cl->zones[z].dests[d];
+
+    return s->routable && s->up && !s->drained && !plan_tried(p, z, d);
+}
+
+static bool zone_eligible(const kl_plan_t *p, size_t z)
+{
+    for (size_t d = 0; d < p->cl->zones[z].conf->ndests; d++) {
+        if (dest_eligible(p, z, d))
+            return true;
+    }
+    return false;
+}
+
+typedef struct pick_ctx {
+    const kl_plan_t *p;
+    size_t zone;
+    bool skip_failed;
+} pick_ctx_t;
+
+static bool zone_ok(void *arg, size_t z)
+{
+    const pick_ctx_t *pc = arg;
+
+    return !(pc->skip_failed && zone_failed(pc->p, z)) && zone_eligible(pc->p, z);
+}
+
+static bool dest_ok(void *arg, size_t d)
+{
+    const pick_ctx_t *pc = arg;
+
+    return dest_eligible(pc->p, pc->zone, d);
+}
+
+/* The slow-start factor of <s> at <now_ms>; ends the ramp once it is over. */
+static double ramp_factor(const kl_conf_cluster_t *cc, kl_dest_state_t *s, uint64_t now_ms)
+{
+    const kl_conf_slow_start_t *ss = &cc->slow_start;
+    double f;
+
+    if (s->slow_start_at == 0)
+        return 1.0;
+    f = kl_slowstart_factor(now_ms, s->slow_start_at, ss->window, ss->aggression,
+                            ss->min_weight_percent);
+    if (f >= 1.0)
+        s->slow_start_at = 0;
+    return f;
+}
+
+/* Effective destination weights: weight x slow-start factor. */
+static void dest_weights(cluster_rt_t *cl, zone_rt_t *zr, uint64_t now_ms)
+{
+    for (size_t d = 0; d < zr->conf->ndests; d++) {
+        unsigned w = weight_scaled(zr->conf->dests[d].weight);
+        double f = ramp_factor(cl->conf, zr->dests[d], now_ms);
+
+        if (f < 1.0 && w > 0) {
+            w = (unsigned)(w * f);
+            w = w > 0 ? w : 1;
+        }
+        kl_swrr_set_weight(&zr->swrr, d, w);
+    }
+}
+
+/* Effective zone weights (DESIGN): weight x (sum of its destinations'
+ * effective weights / sum of their configured weights), so a zone that comes
+ * back ramps as a whole. Float work only while something ramps. */
+static void zone_weights(cluster_rt_t *cl, kl_swrr_t *b, uint64_t now_ms)
+{
+    for (size_t z = 0; z < cl->nzones; z++) {
+        const zone_rt_t *zr = &cl->zones[z];
+        unsigned w = weight_scaled(zr->conf->weight);
+        double eff = 0, conf = 0;
+        bool ramping = false;
+
+        for (size_t d = 0; d < zr->conf->ndests; d++)
+            ramping = ramping || zr->dests[d]->slow_start_at != 0;
+        if (ramping && w > 0) {
+            for (size_t d = 0; d < zr->conf->ndests; d++) {
+                double dw = zr->conf->dests[d].weight;
+
+                eff += dw * ramp_factor(cl->conf, zr->dests[d], now_ms);
+                conf += dw;
+            }
+            if (conf > 0 && eff < conf) {
+                w = (unsigned)(w * (eff / conf));
+                w = w > 0 ? w : 1;
+            }
+        }
+        kl_swrr_set_weight(b, z, w);
+    }
+}
+
+/* The zone of the next attempt, or -1. First attempt: the local zone when
+ * preferred, else SWRR by zone weight (once per plan). After a failure: SWRR
+ * among weighted zones that have not failed in this plan, then standby zones
+ * that have not, then the untried destinations of failed zones in the order
+ * they were tried. Standby zones (weight 0) come before failed ones and
+ * after the weighted ones: used only for failover or when nothing weighted
+ * is eligible. */
+static int zone_choose(kl_plan_t *p)
+{
+    cluster_rt_t *cl = p->cl;
+    pick_ctx_t pc = {.p = p, .skip_failed = p->ntried > 0};
+    kl_swrr_t *b = p->ntried == 0 ? &cl->order : &cl->failover;
+    int z;
+
+    if (p->ntried == 0 && cl->local >= 0 && zone_eligible(p, (size_t)cl->local))
+        return cl->local;
+    zone_weights(cl, b, p->now_ms);
+    z = kl_swrr_pick(b, zone_ok, &pc);
+    if (z >= 0)
+        return z;
+    for (size_t i = 0; i < cl->nzones; i++) {
+        if (cl->zones[i].conf->weight == 0 && !zone_failed(p, i) && zone_eligible(p, i))
+            return (int)i;
+    }
+    for (unsigned i = 0; i < p->ntried; i++) {
+        if (zone_eligible(p, p->tried[i].zone))
+            return (int)p->tried[i].zone;
+    }
+    return -1;
+}
+
+static void target_fill(kl_dest_state_t *s, kl_target_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->dest = s;
+    out->zone = s->zone;
+    out->uri = s->uri;
+    out->transport = s->transport;
+    out->addr = s->addr;
+}
+
+/* A target now holds <s>: a ref, one more attempt in flight. */
+static void target_take(kl_dest_state_t *s, kl_target_t *out)
+{
+    kl_dest_state_ref(s);
+    s->in_flight++;
+    s->attempts++;
+    target_fill(s, out);
+}
+
+/* ---- the operations ---- */
+
+static kl_plan_t *router_plan_new(void *router, const kl_route_req_t *req)
+{
+    kl_router_t *r = router;
+    gen_t *g = r->gen;
+    const kl_conf_t *conf = g->conf;
+    size_t ci = 0;
+    kl_plan_t *p;
+    unsigned max;
+
+    if (conf->nroutes > 0) {
+        size_t i = 0;
+
+        while (i < conf->nroutes && !route_matches(&conf->routes[i].match, req))
+            i++;
+        if (i == conf->nroutes)
+            return NULL;
+        ci = conf->routes[i].cluster;
+    }
+    if (ci >= g->nclusters)
         return NULL;
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return NULL;
-    p->gen = r->gen;
-    p->gen->refs++;
-    p->cl = &p->gen->clusters[ci];
+    g->refs++;
+    p->gen = g;
+    p->cl = &g->clusters[ci];
     p->cls = req->cls;
-    p->first_zone = -1;
+    p->now_ms = req->now_ms != 0 ? req->now_ms : kl_now_ms();
+    max = p->cl->conf->failover.max_attempts;
+    p->max = max == 0 ? 1 : (max > PLAN_MAX_TRIED ? PLAN_MAX_TRIED : max);
     return p;
 }
 
@@ -351,190 +502,64 @@ static const kl_conf_cluster_t *router_plan_cluster(const kl_plan_t *p)
     return p->cl->conf;
 }
 
-static void router_plan_free(void *arg, kl_plan_t *p)
+static void router_plan_free(void *router, kl_plan_t *p)
 {
     if (p == NULL)
         return;
-    gen_unref(arg, p->gen);
+    gen_unref(router, p->gen);
     free(p);
 }
 
-static bool dest_eligible(const kl_plan_t *p, const dest_state_t *s)
+static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
 {
-    if (!s->routable || !s->up || s->drained)
-        return false;
-    for (size_t i = 0; i < p->ntried; i++) {
-        if (p->tried[i] == s)
-            return false;
-    }
-    return true;
-}
-
-typedef struct pick_ctx {
-    const kl_plan_t *p;
-    const zone_rt_t *z;
-    bool allow_failed; /* zones */
-} pick_ctx_t;
-
-static bool dest_ok_cb(void *arg, size_t i)
-{
-    pick_ctx_t *pc = arg;
-
-    return dest_eligible(pc->p, pc->z->dests[i]);
-}
-
-static bool zone_has_eligible(const kl_plan_t *p, const zone_rt_t *z)
-{
-    for (size_t d = 0; d < z->ndests; d++) {
-        if (dest_eligible(p, z->dests[d]))
-            return true;
-    }
-    return false;
-}
-
-static bool zone_ok_cb(void *arg, size_t i)
-{
-    pick_ctx_t *pc = arg;
-    const zone_rt_t *z = &pc->p->cl->zones[i];
-
-    if (!pc->allow_failed && i < 64 && pc->p->zone_failed[i])
-        return false;
-    return zone_has_eligible(pc->p, z);
-}
-
-static int router_plan_next(void *arg, kl_plan_t *p, kl_target_t *out)
-{
-    cluster_rt_t *cl = p->cl;
     pick_ctx_t pc = {.p = p};
-    int zi = -1, di;
-    dest_state_t *s;
+    zone_rt_t *zr;
+    int z, d;
 
-    (void)arg;
-    if (p->ntried >= PLAN_MAX_TRIED)
+    (void)router;
+    if (p->ntried >= p->max)
         return KL_ENOENT;
-    /* every earlier attempt of this plan failed: its zone is a failed zone */
-    if (p->ntried > 0) {
-        for (size_t z = 0; z < cl->nzones && z < 64; z++) {
-            for (size_t d = 0; d < cl->zones[z].ndests; d++) {
-                if (cl->zones[z].dests[d] == p->tried[p->ntried - 1])
-                    p->zone_failed[z] = true;
-            }
-        }
-    }
-    if (p->ntried == 0 && cl->local >= 0 && zone_has_eligible(p, &cl->zones[cl->local]))
-        zi = cl->local;
-    if (zi < 0)
-        zi = kl_swrr_pick(&cl->swrr, zone_ok_cb, &pc);
-    if (zi < 0) {
-        /* standby zones (weight 0), then zones that failed already */
-        for (size_t z = 0; z < cl->nzones && zi < 0; z++) {
-            if (cl->zones[z].conf->weight == 0 && zone_ok_cb(&pc, z))
-                zi = (int)z;
-        }
-        pc.allow_failed = true;
-        for (size_t z = 0; z < cl->nzones && zi < 0; z++) {
-            if (zone_ok_cb(&pc, z))
-                zi = (int)z;
-        }
-    }
-    if (zi < 0)
+    z = zone_choose(p);
+    if (z < 0)
         return KL_ENOENT;
-    pc.z = &cl->zones[zi];
-    {
-        /* slow-start: effective weights for this pick */
-        uint64_t now = kl_now_ms();
+    zr = &p->cl->zones[z];
+    pc.zone = (size_t)z;
+    dest_weights(p->cl, zr, p->now_ms);
+    d = kl_swrr_pick(&zr->swrr, dest_ok, &pc);
+    if (d < 0)
+        return KL_ENOENT; /* eligible but weight 0 everywhere */
+    p->tried[p->ntried].zone = (uint32_t)z;
+    p->tried[p->ntried].dest = (uint32_t)d;
+    p->ntried++;
+    target_take(zr->dests[d], out);
+    return KL_OK;
+}
 
-        for (size_t d = 0; d < pc.z->ndests; d++) {
-            dest_state_t *ds = pc.z->dests[d];
-            unsigned w = pc.z->conf->dests[d].weight;
+static int router_lookup(void *router, const char *zone, const char *uri, kl_target_t *out)
+{
+    kl_router_t *r = router;
+    kl_dest_state_t *s;
 
-            if (ds->slow_start_at != 0) {
-                const kl_conf_slow_start_t *ss = &cl->conf->slow_start;
-                double f = kl_slowstart_factor(now, ds->slow_start_at, ss->window, ss->aggression,
-                                               ss->min_weight_percent);
-
-                if (f >= 1.0)
-                    ds->slow_start_at = 0;
-                w = (unsigned)(w * 100 * f);
-                if (w == 0)
-                    w = 1;
-            } else {
-                w *= 100;
-            }
-            kl_swrr_set_weight((kl_swrr_t *)&pc.z->swrr, d, w);
-        }
-    }
-    di = kl_swrr_pick((kl_swrr_t *)&pc.z->swrr, dest_ok_cb, &pc);
-    if (di < 0)
+    if (zone == NULL || uri == NULL || kl_registry_get_uri(&r->reg, zone, uri, &s) != KL_OK)
         return KL_ENOENT;
-    s = pc.z->dests[di];
-    p->tried[p->ntried++] = s;
-    s->refs++;
+    if (!s->routable) {
+        kl_registry_unref(&r->reg, s);
+        return KL_ENOENT;
+    }
+    /* in-dialog requests follow their dialog even to a destination that is
+     * down or drained: the cookie decided, not the policy */
     s->in_flight++;
     s->attempts++;
-    memset(out, 0, sizeof(*out));
-    out->dest = s;
-    out->zone = s->zone;
-    out->uri = s->uri;
-    out->transport = s->transport;
-    out->addr = s->addr;
+    target_fill(s, out); /* the ref kl_registry_get_uri took is the target's */
     return KL_OK;
 }
 
-static int router_lookup(void *arg, const char *zone, const char *uri, kl_target_t *out)
-{
-    kl_router_t *r = arg;
-    dest_state_t *s = state_get(r, zone, uri, false);
-
-    if (s == NULL) {
-        /* a dialog from before a restart or another instance: the cookie is
-         * signed, so its destination can be trusted if it is an address */
-        kl_conf_dest_t d;
-
-        memset(&d, 0, sizeof(d));
-        d.uri = (char *)uri;
-        {
-            char host[128] = "";
-            unsigned port = 0;
-            const char *h = strncasecmp(uri, "sip:", 4) == 0 ? uri + 4 : NULL;
-
-            if (h == NULL || sscanf(h, "%127[0-9.]:%u", host, &port) < 1)
-                return KL_ENOENT;
-            d.host = host;
-            d.port = (uint16_t)port;
-            d.host_is_ip = true;
-            d.transport = strstr(uri, ";transport=tcp") != NULL ? KL_TP_TCP : KL_TP_UDP;
-            s = state_get(r, zone, uri, true);
-            if (s == NULL)
-                return KL_ENOENT;
-            state_set_addr(s, &d);
-            if (!s->routable) {
-                s->refs = 1;
-                state_unref(r, s);
-                return KL_ENOENT;
-            }
-            /* refs stays 0: the target below holds it, freed on release */
-        }
-    }
-    if (!s->routable)
-        return KL_ENOENT;
-    s->refs++;
-    s->in_flight++;
-    memset(out, 0, sizeof(*out));
-    out->dest = s;
-    out->zone = s->zone;
-    out->uri = s->uri;
-    out->transport = s->transport;
-    out->addr = s->addr;
-    return KL_OK;
-}
-
-static void router_report(void *arg, const kl_target_t *t, kl_outcome_t o, int code,
+static void router_report(void *router, const kl_target_t *t, kl_outcome_t o, int code,
                           uint64_t now_ms)
 {
-    dest_state_t *s = t->dest;
+    kl_dest_state_t *s = t->dest;
 
-    (void)arg;
+    (void)router;
     (void)code;
     (void)now_ms;
     if (s == NULL)
@@ -555,29 +580,30 @@ static void router_report(void *arg, const kl_target_t *t, kl_outcome_t o, int c
     }
 }
 
-static void router_dialog(void *arg, const kl_target_t *t, int delta)
+static void router_dialog(void *router, const kl_target_t *t, int delta)
 {
-    dest_state_t *s = t->dest;
+    kl_dest_state_t *s = t->dest;
 
-    (void)arg;
+    (void)router;
     if (s == NULL)
         return;
-    if (delta < 0 && s->dialogs > 0)
-        s->dialogs--;
-    else if (delta > 0)
-        s->dialogs++;
+    if (delta > 0)
+        s->dialogs += (unsigned)delta;
+    else if (delta < 0)
+        s->dialogs = s->dialogs > (unsigned)-delta ? s->dialogs - (unsigned)-delta : 0;
 }
 
-static void router_release(void *arg, kl_target_t *t)
+static void router_release(void *router, kl_target_t *t)
 {
-    dest_state_t *s = t->dest;
+    kl_router_t *r = router;
+    kl_dest_state_t *s = t != NULL ? t->dest : NULL;
 
     if (s == NULL)
         return;
     if (s->in_flight > 0)
         s->in_flight--;
-    t->dest = NULL;
-    state_unref(arg, s);
+    memset(t, 0, sizeof(*t));
+    kl_registry_unref(&r->reg, s);
 }
 
 const kl_router_ops_t kl_router_ops = {
