@@ -171,6 +171,7 @@ typedef struct kl_conf {
     unsigned workers;
     int log_level; /* kl_log_level_t */
     char *cookie_secret;
+    uint32_t cookie_grace; /* ms: the previous secret stays valid after a reload changed it */
     char **domains;
     size_t ndomains;
     kl_conf_listen_t *listen;

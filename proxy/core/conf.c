@@ -564,6 +564,11 @@ static const kl_cfg_key_t top_keys[] = {
     {.name = "workers", .type = KL_CFG_UINT, .off = F(kl_conf_t, workers), .min = 1, .max = 64},
     {.name = "log", .type = KL_CFG_MAP, .off = 0, .sub = log_keys},
     {.name = "cookie_secret", .type = KL_CFG_STR, .off = F(kl_conf_t, cookie_secret)},
+    {.name = "cookie_secret_grace",
+     .type = KL_CFG_DURATION,
+     .off = F(kl_conf_t, cookie_grace),
+     .min = 0,
+     .max = 7 * 24 * 3600000},
     {.name = "domains",
      .type = KL_CFG_STRLIST,
      .off = F(kl_conf_t, domains),
@@ -638,7 +643,8 @@ static int methods_upper(kl_cfg_ctx_t *ctx, yaml_node_t *node, void *field)
 static void conf_defaults(kl_conf_t *c)
 {
     c->workers = 1;
-    c->log_level = 3; /* info */
+    c->cookie_grace = 4 * 3600000; /* 4h */
+    c->log_level = 3;              /* info */
     c->transport.max_message_size = 65536;
     c->transport.max_connections = 4096;
     c->transport.header_timeout = 10000;

@@ -3,6 +3,7 @@
 #include "core/conf.h"
 #include "core/errors.h"
 #include "core/module.h"
+#include "core/stats.h"
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -44,13 +45,25 @@ static void worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     kl_worker_t *w = arg;
     bool stopping;
+    void (*fn)(kl_worker_t *, void *);
+    void *carg;
 
     (void)fd;
     (void)what;
     worker_adopt_pending(w);
     pthread_mutex_lock(&w->lock);
     stopping = w->stopping;
+    fn = w->call_fn;
+    carg = w->call_arg;
     pthread_mutex_unlock(&w->lock);
+    if (fn != NULL) {
+        fn(w, carg);
+        pthread_mutex_lock(&w->lock);
+        w->call_fn = NULL;
+        w->call_done = true;
+        pthread_cond_broadcast(&w->call_cv);
+        pthread_mutex_unlock(&w->lock);
+    }
     if (stopping)
         event_base_loopbreak(w->base);
 }
@@ -71,6 +84,10 @@ kl_worker_t *kl_worker_new(unsigned id, const kl_conf_t *conf, const kl_worker_h
     w->log.worker = (int)id;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->started_cv, NULL);
+    pthread_cond_init(&w->call_cv, NULL);
+    w->stats = kl_stats_new();
+    if (w->stats == NULL)
+        goto fail;
     w->base = event_base_new();
     if (w->base == NULL)
         goto fail;
@@ -135,7 +152,14 @@ static void *worker_main(void *arg)
     if (rc != KL_OK)
         return NULL;
     kl_log(KL_LOG_INFO, &w->log, "event=worker_started");
+    pthread_mutex_lock(&w->lock);
+    w->running = true;
+    pthread_mutex_unlock(&w->lock);
     event_base_dispatch(w->base);
+    pthread_mutex_lock(&w->lock);
+    w->running = false;
+    pthread_cond_broadcast(&w->call_cv);
+    pthread_mutex_unlock(&w->lock);
     worker_finish(w);
     kl_log(KL_LOG_INFO, &w->log, "event=worker_stopped");
     return NULL;
@@ -172,6 +196,33 @@ void kl_worker_adopt(kl_worker_t *w, const kl_conf_t *conf)
     event_active(w->wake, EV_READ, 0);
 }
 
+int kl_worker_call(kl_worker_t *w, void (*fn)(kl_worker_t *w, void *arg), void *arg)
+{
+    pthread_mutex_lock(&w->lock);
+    /* another caller's call first */
+    while (w->call_fn != NULL && !w->stopping && w->running)
+        pthread_cond_wait(&w->call_cv, &w->lock);
+    if (w->stopping || !w->running) {
+        pthread_mutex_unlock(&w->lock);
+        return KL_ERR;
+    }
+    w->call_fn = fn;
+    w->call_arg = arg;
+    w->call_done = false;
+    pthread_mutex_unlock(&w->lock);
+    event_active(w->wake, EV_READ, 0);
+    pthread_mutex_lock(&w->lock);
+    while (!w->call_done && w->running)
+        pthread_cond_wait(&w->call_cv, &w->lock);
+    if (!w->call_done) {
+        w->call_fn = NULL;
+        pthread_mutex_unlock(&w->lock);
+        return KL_ERR;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return KL_OK;
+}
+
 void kl_worker_stop(kl_worker_t *w)
 {
     pthread_mutex_lock(&w->lock);
@@ -200,5 +251,7 @@ void kl_worker_free(kl_worker_t *w)
     kl_conf_unref(w->conf);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->started_cv);
+    pthread_cond_destroy(&w->call_cv);
+    kl_stats_free(w->stats);
     free(w);
 }

@@ -18,6 +18,7 @@
 struct event_base;
 struct event;
 struct kl_worker;
+struct kl_stats;
 
 /* What the layers above core hang on a worker. Set by the daemon before the
  * worker starts; called on the worker's thread. */
@@ -42,11 +43,20 @@ typedef struct kl_worker {
     struct kl_proxy *proxy; /* sip/ */
     void *router;           /* upstream/ */
     void *mod_state[KL_MAX_MODULES];
+    struct kl_stats *stats; /* core/stats.h: this worker's metric series */
+    /* What the admin API asks of the layers above core (set by the daemon):
+     * fills <into> with gauges read from live state (destinations, zones). */
+    void (*collect)(struct kl_worker *w, struct kl_stats *into);
 
     /* cross-thread: guarded by lock */
     pthread_mutex_t lock;
     const kl_conf_t *pending; /* next snapshot to adopt, keeps a ref */
     bool stopping;
+    void (*call_fn)(struct kl_worker *w, void *arg); /* kl_worker_call() in progress */
+    void *call_arg;
+    bool call_done;
+    bool running; /* the loop runs */
+    pthread_cond_t call_cv;
     struct event *wake;
     pthread_t thread;
     bool threaded;
@@ -66,6 +76,13 @@ int kl_worker_spawn(kl_worker_t *w);
 /* Hands <conf> to the worker (takes a new ref); the worker adopts it at the
  * top of its next loop turn. Any thread. */
 void kl_worker_adopt(kl_worker_t *w, const kl_conf_t *conf);
+
+/* Runs <fn>(<w>, <arg>) on the worker's thread at the top of its next loop
+ * turn and waits until it has returned, so <fn> may read and write the
+ * worker's state without locks. One call at a time per caller thread; not
+ * from the worker's own thread. Returns KL_OK, or KL_ERR when the worker is
+ * not running (then <fn> was not called). */
+int kl_worker_call(kl_worker_t *w, void (*fn)(kl_worker_t *w, void *arg), void *arg);
 
 /* Asks the loop to end; kl_worker_join() waits for it. Any thread. */
 void kl_worker_stop(kl_worker_t *w);

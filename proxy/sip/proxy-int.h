@@ -20,6 +20,10 @@
 
 typedef struct kl_ptx kl_ptx_t;
 typedef struct kl_ctx kl_ctx_t;
+typedef struct kl_dialog kl_dialog_t;
+
+#define KL__DIALOG_MAX     200000                /* calls remembered at once */
+#define KL__DIALOG_MAX_AGE (12ull * 3600 * 1000) /* a call with no BYE seen: forgotten */
 
 /* A client transaction: one attempt of a proxied request at one target. It
  * outlives its kl_ptx_t when abandoned (failover, CANCEL), to ACK a late
@@ -41,6 +45,9 @@ struct kl_ctx {
     bool cancel_sent;
     bool cancel_pending; /* CANCEL as soon as a 1xx arrives */
     bool reported;       /* the outcome went to the router */
+    bool initial_invite; /* an INVITE that creates a call (not a re-INVITE) */
+    bool in_flight;      /* counted in keel_transactions_in_flight */
+    kl_class_t cls;      /* the request's traffic class */
     unsigned retrans_ms;
     struct event t_retrans;                   /* Timer A / E */
     struct event t_attempt;                   /* attempt timeout, then Timer C; then linger */
@@ -79,6 +86,9 @@ struct kl_ptx {
     struct event t_server; /* Timer G (UDP final retransmission) */
     struct event t_life;   /* lifetime after the final (H / I / J / L) */
     char call_id[128];
+    uint64_t start_ms;    /* when the request arrived */
+    bool rang;            /* an 18x was forwarded (setup time recorded) */
+    char failed_zone[64]; /* the zone of the attempt that last failed */
 };
 
 struct kl_proxy {
@@ -95,7 +105,26 @@ struct kl_proxy {
     kl_htab_t clients;     /* kl_ctx_t by branch|class */
     kl_ctx_t *active;      /* client transactions waiting on a target */
     uint64_t failovers[4]; /* by cause: [0] code, [1] timeout, [2] transport, [3] none left */
+    kl_htab_t dialogs;     /* kl_dialog_t by Call-ID */
+    kl_dialog_t *dlg_head, *dlg_tail;
+    size_t ndialogs;
+    /* the cookie secret of the previous snapshot, accepted until prev_until */
+    char *prev_secret;
+    uint64_t prev_until_ms;
 };
+
+/* ---- dialog.c ---- */
+void kl__dialog_start(kl_proxy_t *p, const char *call_id, const char *zone, kl_class_t cls,
+                      uint64_t now_ms);
+void kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now_ms);
+void kl__dialog_expire(kl_proxy_t *p, uint64_t now_ms);
+void kl__dialog_free_all(kl_proxy_t *p);
+
+/* ---- metric label helpers (proxy.c) ---- */
+const char *kl__method_label(kl_method_t m); /* "INVITE"... or "OTHER" */
+const char *kl__code_label(int code);        /* "1xx".."6xx" */
+/* A bounded metrics token from one of keel's own reason phrases. */
+void kl__reason_token(const char *reason, char *out, size_t cap);
 
 /* ---- proxy.c ---- */
 void kl__proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m, int code,

@@ -5,6 +5,7 @@
 #include "core/conf.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/stats.h"
 
 #include <event2/event.h>
 
@@ -30,6 +31,45 @@ static const char *const drop_names[KL_DROP_COUNT] = {
     [KL_DROP_TOO_BIG] = "too_big",
     [KL_DROP_SCANNER] = "scanner",
 };
+
+const char *kl__method_label(kl_method_t m)
+{
+    const char *n = kl_sip_method_name(m);
+
+    return n != NULL ? n : "OTHER";
+}
+
+const char *kl__code_label(int code)
+{
+    static const char *const names[] = {"0xx", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"};
+
+    return (code >= 100 && code < 700) ? names[code / 100] : "0xx";
+}
+
+/* A metrics token from a reason phrase of keel's own (always a literal in
+ * this code, so the label set stays bounded): the part after " - ", lower
+ * case, anything but letters and digits as '_'. */
+void kl__reason_token(const char *reason, char *out, size_t cap)
+{
+    const char *dash = strstr(reason, " - ");
+    const char *s = dash != NULL ? dash + 3 : reason;
+    size_t n = 0;
+
+    for (; *s != '\0' && n + 1 < cap; s++) {
+        char c = *s;
+
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+            c = '_';
+        if (c == '_' && (n == 0 || out[n - 1] == '_'))
+            continue;
+        out[n++] = c;
+    }
+    while (n > 0 && out[n - 1] == '_')
+        n--;
+    out[n] = '\0';
+}
 
 const char *kl_drop_reason_name(kl_drop_reason_t r)
 {
@@ -74,6 +114,7 @@ static void proxy_summary_cb(evutil_socket_t fd, short what, void *arg)
                (unsigned long long)(p->stats.relay_denied - p->logged.relay_denied), line);
     }
     p->logged = p->stats;
+    kl__dialog_expire(p, kl_now_ms());
 }
 
 kl_proxy_t *kl_proxy_new(kl_worker_t *w, const kl_router_ops_t *ops, void *router)
@@ -88,7 +129,7 @@ kl_proxy_t *kl_proxy_new(kl_worker_t *w, const kl_router_ops_t *ops, void *route
     p->router = router;
     kl_branch_gen_init(&p->gen, w->id);
     snprintf(p->server_hdr, sizeof(p->server_hdr), "Server: keel/%s\r\n", KEEL_VERSION);
-    if (kl__txn_init(p) != KL_OK)
+    if (kl__txn_init(p) != KL_OK || kl_htab_init(&p->dialogs, 1024) != KL_OK)
         goto fail;
     p->summary = event_new(w->base, -1, EV_PERSIST, proxy_summary_cb, p);
     if (p->summary == NULL || event_add(p->summary, &tv) != 0)
@@ -104,16 +145,28 @@ void kl_proxy_free(kl_proxy_t *p)
     if (p == NULL)
         return;
     kl__txn_shutdown(p);
+    kl__dialog_free_all(p);
     if (p->summary != NULL)
         event_free(p->summary);
+    free(p->prev_secret);
     free(p);
 }
 
 void kl_proxy_reload(kl_proxy_t *p, const kl_conf_t *old_conf, const kl_conf_t *new_conf)
 {
-    (void)p;
-    (void)old_conf;
-    (void)new_conf;
+    /* a new cookie secret: dialogs signed with the old one keep working for
+     * cookie_secret_grace */
+    if (old_conf->cookie_secret != NULL && new_conf->cookie_secret != NULL &&
+        strcmp(old_conf->cookie_secret, new_conf->cookie_secret) != 0 &&
+        new_conf->cookie_grace > 0) {
+        char *copy = strdup(old_conf->cookie_secret);
+
+        if (copy != NULL) {
+            free(p->prev_secret);
+            p->prev_secret = copy;
+            p->prev_until_ms = kl_now_ms() + new_conf->cookie_grace;
+        }
+    }
 }
 
 static void proxy_drop(kl_proxy_t *p, kl_drop_reason_t r)
@@ -188,8 +241,22 @@ void kl__proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *
         return;
     }
     kl__proxy_reply_addr(m, src, &dst);
-    if (kl_tp_reply(p->w->tp, src, &dst, out, (size_t)n) == KL_OK)
-        p->stats.replied[code / 100 < 7 ? code / 100 : 0]++;
+    if (kl_tp_reply(p->w->tp, src, &dst, out, (size_t)n) != KL_OK)
+        return;
+    p->stats.replied[code / 100 < 7 ? code / 100 : 0]++;
+    {
+        const char *l[] = {kl__method_label(m->method), kl__code_label(code)};
+
+        kl_stats_add(p->w->stats, KL_ST_RESPONSES_SENT, l, 1);
+    }
+    if (code >= 300) {
+        char codes[16], tok[64];
+        const char *l[] = {codes, tok};
+
+        snprintf(codes, sizeof(codes), "%d", code);
+        kl__reason_token(reason, tok, sizeof(tok));
+        kl_stats_add(p->w->stats, KL_ST_REQUESTS_REJECTED, l, 1);
+    }
 }
 
 /* ---- who is keel ---- */
@@ -354,6 +421,8 @@ static void proxy_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t 
         return;
     }
     secrets[nsecrets++] = conf->cookie_secret;
+    if (p->prev_secret != NULL && kl_now_ms() < p->prev_until_ms)
+        secrets[nsecrets++] = p->prev_secret;
     if (kl_cookie_decode(tok, toklen, secrets, nsecrets, &ck) != KL_OK) {
         p->stats.bad_cookies++;
         if (m->method != KL_M_ACK)
@@ -373,8 +442,14 @@ static void proxy_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t 
         kl_addr_host(&dest.addr, b, sizeof(b));
         to_caller = strcmp(a, b) == 0 && src->listener == NULL;
     }
-    if (m->method == KL_M_BYE)
+    if (m->method == KL_M_BYE) {
+        size_t cl = 0;
+        const char *cid = kl_sip_hdr_value(m, KL_HDR_CALL_ID, &cl);
+
         p->rops->dialog(p->router, &dest, -1);
+        if (cid != NULL)
+            kl__dialog_end(p, cid, cl < 100 ? cl : 100, kl_now_ms());
+    }
     if (to_caller) {
         /* back toward the caller: the first Route entry that is not ours,
          * else the Request-URI */
@@ -472,6 +547,11 @@ static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m
     bool self;
 
     p->stats.rx_requests++;
+    {
+        const char *l[] = {kl__method_label(m->method)};
+
+        kl_stats_add(p->w->stats, KL_ST_REQUESTS_RECEIVED, l, 1);
+    }
     if (kl_sip_msg_check_request(m, &v) != KL_OK) {
         if (v.code == 0) {
             proxy_drop(p, m->method == KL_M_ACK ? KL_DROP_BAD_ACK : KL_DROP_JUNK);

@@ -11,6 +11,7 @@
 #include "core/conf.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,53 @@
 
 static void ptx_attempt(kl_ptx_t *t);
 static void ptx_finish(kl_ptx_t *t);
+
+static const char *const cause_names[] = {"code", "timeout", "transport", "none"};
+
+/* ---- metrics (core/stats.h): one worker's store, no locks ---- */
+
+static void st_inflight(kl_ctx_t *c, double delta)
+{
+    const char *l[] = {c->target.zone, kl_class_name(c->cls)};
+
+    kl_stats_add(c->p->w->stats, KL_ST_TRANSACTIONS_IN_FLIGHT, l, delta);
+}
+
+/* The attempt <c> has its final (or is gone): no longer in flight. */
+static void ctx_inflight_end(kl_ctx_t *c)
+{
+    if (!c->in_flight)
+        return;
+    c->in_flight = false;
+    st_inflight(c, -1);
+}
+
+static void st_failover(kl_ptx_t *t, int cause)
+{
+    const char *l[] = {t->cluster != NULL ? t->cluster->name : "", t->failed_zone,
+                       cause_names[cause & 3]};
+
+    kl_stats_add(t->p->w->stats, KL_ST_FAILOVERS, l, 1);
+}
+
+static void st_setup(kl_ptx_t *t, const kl_ctx_t *c, const char *phase)
+{
+    const char *l[] = {c->target.zone, phase};
+
+    kl_stats_observe(t->p->w->stats, KL_ST_CALL_SETUP, l,
+                     (double)(kl_now_ms() - t->start_ms) / 1000.0);
+}
+
+/* A 2xx to an initial INVITE reached the caller through <t>: the call is
+ * established. */
+static void call_answered(kl_ptx_t *t, kl_ctx_t *c)
+{
+    kl_proxy_t *p = c->p;
+
+    p->rops->dialog(p->router, &c->target, +1);
+    st_setup(t, c, "answer");
+    kl__dialog_start(p, t->call_id, c->target.zone, t->cls, kl_now_ms());
+}
 
 static void ms_to_tv(unsigned ms, struct timeval *tv)
 {
@@ -98,6 +146,7 @@ static void ctx_free(kl_ctx_t *c)
 
     event_del(&c->t_retrans);
     event_del(&c->t_attempt);
+    ctx_inflight_end(c);
     ctx_active_unlink(c);
     kl_htab_del(&p->clients, &c->hn);
     if (c->ptx != NULL && c->ptx->cur == c)
@@ -120,11 +169,33 @@ static void ctx_free(kl_ctx_t *c)
 
 static void ctx_report(kl_ctx_t *c, kl_outcome_t o, int code)
 {
+    kl_stats_t *st = c->p->w->stats;
+
     if (c->reported || !c->has_target || c->target.dest == NULL)
         return;
     if (o != KL_OUTCOME_PROGRESS)
         c->reported = true;
     c->p->rops->report(c->p->router, &c->target, o, code, kl_now_ms());
+    if (o == KL_OUTCOME_PROGRESS)
+        return;
+    if (o != KL_OUTCOME_OK && c->ptx != NULL)
+        snprintf(c->ptx->failed_zone, sizeof(c->ptx->failed_zone), "%s", c->target.zone);
+    if (!c->initial_invite)
+        return;
+    {
+        const char *l[] = {c->target.zone, c->target.uri, NULL};
+        char cs[16];
+
+        if (o != KL_OUTCOME_OK)
+            kl_stats_add(st, KL_ST_CALLS_NETWORK_FAILURES, l, 1);
+        if (o == KL_OUTCOME_OK || o == KL_OUTCOME_FAILURE) {
+            snprintf(cs, sizeof(cs), "%d", code);
+            l[2] = cs;
+            kl_stats_add(st, KL_ST_CALL_RESPONSES, l, 1);
+        }
+        if (o == KL_OUTCOME_OK && code >= 200 && code < 300)
+            kl_stats_add(st, KL_ST_CALLS_ANSWERED, l, 1);
+    }
 }
 
 static void ctx_send(kl_ctx_t *c, const char *buf, size_t len)
@@ -192,6 +263,7 @@ static void ptx_attempt_failed(kl_ptx_t *t, int cause)
     }
     if (t->attempts < t->cluster->failover.max_attempts) {
         p->failovers[cause]++;
+        st_failover(t, cause);
         ptx_attempt(t);
         return;
     }
@@ -286,6 +358,11 @@ static void ptx_send(kl_ptx_t *t, char *buf, size_t len, int code)
     kl_proxy_t *p = t->p;
 
     kl_tp_reply(p->w->tp, &t->src, &t->reply_to, buf, len);
+    {
+        const char *l[] = {kl__method_label(t->method), kl__code_label(code)};
+
+        kl_stats_add(p->w->stats, KL_ST_RESPONSES_SENT, l, 1);
+    }
     free(t->last);
     t->last = buf;
     t->lastlen = len;
@@ -328,6 +405,14 @@ static void ptx_reply_local(kl_ptx_t *t, int code, const char *reason, const cha
     n = kl_sip_reply_raw(t->req, code, reason, code > 100 ? tag : NULL, hdrs, out, sizeof(out));
     if (n < 0)
         return;
+    if (code >= 400 && code != 487) {
+        char cs[16], tok[64];
+        const char *l[] = {cs, tok};
+
+        snprintf(cs, sizeof(cs), "%d", code);
+        kl__reason_token(reason, tok, sizeof(tok));
+        kl_stats_add(t->p->w->stats, KL_ST_REQUESTS_REJECTED, l, 1);
+    }
     {
         char *copy = malloc((size_t)n);
 
@@ -425,6 +510,7 @@ static kl_ptx_t *ptx_new(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m,
     t->key[keylen] = '\0';
     cid = kl_sip_hdr_value(t->req, KL_HDR_CALL_ID, &cl);
     snprintf(t->call_id, sizeof(t->call_id), "%.*s", (int)(cl < 100 ? cl : 100), cid ? cid : "");
+    t->start_ms = kl_now_ms();
     evtimer_assign(&t->t_server, p->w->base, ptx_g_cb, t);
     evtimer_assign(&t->t_life, p->w->base, ptx_life_cb, t);
     kl_htab_add(&p->servers, &t->hn, t->key, keylen);
@@ -448,6 +534,8 @@ static kl_ctx_t *ctx_new(kl_ptx_t *t, const kl_target_t *target)
     c->target = *target;
     c->has_target = true;
     c->invite = t->method == KL_M_INVITE;
+    c->initial_invite = c->invite && t->plan != NULL;
+    c->cls = t->cls;
     n = kl_branch_make(&p->gen, c->branch, sizeof(c->branch));
     if (n < 0) {
         free(c);
@@ -500,12 +588,24 @@ static int ptx_send_attempt(kl_ptx_t *t, kl_target_t *target, bool in_dialog)
         return rc;
     }
     t->cur = c;
+    if (c->initial_invite) {
+        const char *l[] = {target->zone, target->uri};
+
+        kl_stats_add(p->w->stats, KL_ST_CALLS_SEIZED, l, 1);
+    }
     rc = kl_tp_send(p->w->tp, target->transport, &target->addr, c->req, c->reqlen);
     if (rc != KL_OK) {
         ctx_report(c, KL_OUTCOME_TRANSPORT, 503);
         ctx_free(c);
         return rc;
     }
+    {
+        const char *l[] = {kl__method_label(t->method), target->zone};
+
+        kl_stats_add(p->w->stats, KL_ST_REQUESTS_FORWARDED, l, 1);
+    }
+    c->in_flight = true;
+    st_inflight(c, +1);
     if (target->transport == KL_TP_UDP) {
         c->retrans_ms = KL_T1;
         timer_arm(&c->t_retrans, c->retrans_ms);
@@ -533,8 +633,10 @@ static void ptx_attempt(kl_ptx_t *t)
                t->call_id, t->attempts, target.zone, target.uri);
         if (ptx_send_attempt(t, &target, false) == KL_OK)
             return;
-        if (t->attempts > 1)
+        if (t->attempts < t->cluster->failover.max_attempts) {
             p->failovers[2]++;
+            st_failover(t, 2);
+        }
     }
     ptx_finish(t);
 }
@@ -773,6 +875,11 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
     }
     c = kl_container_of(hn, kl_ctx_t, hn);
     t = c->ptx;
+    {
+        const char *l[] = {kl__method_label(m->method), kl__code_label(code), c->target.zone};
+
+        kl_stats_add(p->w->stats, KL_ST_RESPONSES_RECEIVED, l, 1);
+    }
 
     if (c->final) {
         /* a retransmitted final */
@@ -799,12 +906,19 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
             timer_arm(&c->t_attempt,
                       t->cluster != NULL ? t->cluster->failover.ring_timeout : 180000);
         }
-        if (code > 100 && m->osip->vias.nb_elt >= 2 && kl__fwd_response(m, &fwd, &fwdlen) == KL_OK)
+        if (code > 100 && m->osip->vias.nb_elt >= 2 &&
+            kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
+            if (code >= 180 && code < 190 && c->initial_invite && !t->rang) {
+                t->rang = true;
+                st_setup(t, c, "ringing");
+            }
             ptx_send(t, fwd, fwdlen, code);
+        }
         return;
     }
 
     c->final = true;
+    ctx_inflight_end(c);
     event_del(&c->t_retrans);
     event_del(&c->t_attempt);
 
@@ -822,16 +936,16 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
                 else
                     o->cur->cancel_pending = true;
             }
-            if (c->invite)
-                p->rops->dialog(p->router, &c->target, +1);
+            if (c->initial_invite)
+                call_answered(o, c);
             ptx_send(o, fwd, fwdlen, code);
         } else if (t == NULL || t->final_sent) {
             /* late 2xx after the caller got its answer: the caller must
              * still see it (its ACK and BYE end that dialog) */
             txn_forward_stateless(p, m);
         } else if (kl__fwd_response(m, &fwd, &fwdlen) == KL_OK) {
-            if (c->invite)
-                p->rops->dialog(p->router, &c->target, +1);
+            if (c->initial_invite)
+                call_answered(t, c);
             ptx_send(t, fwd, fwdlen, code);
         }
         ctx_free(c);

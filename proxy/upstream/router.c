@@ -5,6 +5,9 @@
 #include "core/conf.h"
 #include "core/errors.h"
 #include "core/worker.h"
+#include "core/stats.h"
+
+#include <jansson.h>
 
 #include <limits.h>
 #include <stdlib.h>
@@ -41,9 +44,15 @@ typedef struct gen {
     size_t nclusters;
 } gen_t;
 
+#define ROUTER_MAX_DRAINED_ZONES 64
+
 struct kl_router {
     kl_registry_t reg;
     gen_t *gen;
+    /* zones drained by the operator: a set of names that outlives snapshots,
+     * so a destination a reload adds to a drained zone is drained too */
+    char *drained_zones[ROUTER_MAX_DRAINED_ZONES];
+    size_t ndrained_zones;
 };
 
 typedef struct tried {
@@ -158,6 +167,15 @@ static void state_clear_in_config(void *arg, kl_dest_state_t *s)
     s->in_config = false;
 }
 
+static bool zone_is_drained(const kl_router_t *r, const char *zone)
+{
+    for (size_t i = 0; i < r->ndrained_zones; i++) {
+        if (strcmp(r->drained_zones[i], zone) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Makes <g> current. On a reload, a destination that was not in the previous
  * snapshot starts its slow-start window at <now_ms>. */
 static void gen_commit(kl_router_t *r, gen_t *g, bool reload, uint64_t now_ms)
@@ -179,8 +197,13 @@ static void gen_commit(kl_router_t *r, gen_t *g, bool reload, uint64_t now_ms)
         const cluster_rt_t *cl = &g->clusters[c];
 
         for (size_t z = 0; z < cl->nzones; z++) {
-            for (size_t d = 0; d < cl->zones[z].conf->ndests; d++)
+            bool zd = zone_is_drained(r, cl->zones[z].conf->name);
+
+            for (size_t d = 0; d < cl->zones[z].conf->ndests; d++) {
                 cl->zones[z].dests[d]->in_config = true;
+                if (zd)
+                    cl->zones[z].dests[d]->drained = true;
+            }
         }
     }
     gen_unref(r, r->gen);
@@ -217,6 +240,8 @@ void kl_router_free(kl_router_t *r)
     gen_unref(r, r->gen);
     r->gen = NULL;
     kl_registry_free(&r->reg);
+    for (size_t i = 0; i < r->ndrained_zones; i++)
+        free(r->drained_zones[i]);
     free(r);
 }
 
@@ -616,3 +641,165 @@ const kl_router_ops_t kl_router_ops = {
     .dialog = router_dialog,
     .release = router_release,
 };
+
+/* ---- operator control and introspection ---- */
+
+typedef struct drain_ctx {
+    const char *zone, *uri;
+    bool on;
+    size_t n;
+} drain_ctx_t;
+
+static void drain_one(void *arg, kl_dest_state_t *s)
+{
+    drain_ctx_t *dc = arg;
+
+    if (strcmp(s->zone, dc->zone) != 0 || (dc->uri != NULL && strcmp(s->uri, dc->uri) != 0))
+        return;
+    s->drained = dc->on;
+    dc->n++;
+}
+
+static bool zone_known(const kl_router_t *r, const char *zone)
+{
+    for (size_t c = 0; c < r->gen->nclusters; c++) {
+        if (kl_conf_zone(r->gen->clusters[c].conf, zone) != NULL)
+            return true;
+    }
+    return false;
+}
+
+int kl_router_drain(kl_router_t *r, const char *zone, const char *uri, bool on)
+{
+    drain_ctx_t dc = {.zone = zone, .uri = uri, .on = on};
+
+    if (zone == NULL || !zone_known(r, zone))
+        return KL_ENOENT;
+    if (uri != NULL) {
+        kl_dest_state_t *s = kl_registry_find(&r->reg, zone, uri);
+
+        if (s == NULL || !s->in_config)
+            return KL_ENOENT;
+        /* a destination of a drained zone stays drained */
+        s->drained = on || zone_is_drained(r, zone);
+        return KL_OK;
+    }
+    if (on && !zone_is_drained(r, zone)) {
+        char *copy;
+
+        if (r->ndrained_zones >= ROUTER_MAX_DRAINED_ZONES)
+            return KL_ETOOBIG;
+        copy = strdup(zone);
+        if (copy == NULL)
+            return KL_ENOMEM;
+        r->drained_zones[r->ndrained_zones++] = copy;
+    } else if (!on) {
+        for (size_t i = 0; i < r->ndrained_zones; i++) {
+            if (strcmp(r->drained_zones[i], zone) == 0) {
+                free(r->drained_zones[i]);
+                r->drained_zones[i] = r->drained_zones[--r->ndrained_zones];
+                break;
+            }
+        }
+    }
+    kl_registry_each(&r->reg, drain_one, &dc);
+    return KL_OK;
+}
+
+bool kl_router_zone_drained(const kl_router_t *r, const char *zone)
+{
+    return zone_is_drained(r, zone);
+}
+
+/* The weight of destination <d> of <zr> in force at <now_ms>: 0 when it
+ * takes no new requests, else configured x slow-start. */
+static double weight_in_force(const cluster_rt_t *cl, const zone_rt_t *zr, size_t d,
+                              uint64_t now_ms)
+{
+    const kl_dest_state_t *s = zr->dests[d];
+    const kl_conf_slow_start_t *ss = &cl->conf->slow_start;
+    double w = zr->conf->dests[d].weight;
+
+    if (!s->routable || !s->up || s->drained)
+        return 0;
+    if (s->slow_start_at != 0)
+        w *= kl_slowstart_factor(now_ms, s->slow_start_at, ss->window, ss->aggression,
+                                 ss->min_weight_percent);
+    return w;
+}
+
+void kl_router_collect(const kl_router_t *r, kl_stats_t *into, uint64_t now_ms)
+{
+    const gen_t *g = r->gen;
+
+    for (size_t c = 0; c < g->nclusters; c++) {
+        const cluster_rt_t *cl = &g->clusters[c];
+
+        for (size_t z = 0; z < cl->nzones; z++) {
+            const zone_rt_t *zr = &cl->zones[z];
+            const char *zl[] = {zr->conf->name};
+
+            kl_stats_set(into, KL_ST_ZONE_DRAINED, zl, zone_is_drained(r, zr->conf->name));
+            for (size_t d = 0; d < zr->conf->ndests; d++) {
+                const kl_dest_state_t *s = zr->dests[d];
+                const char *l[] = {cl->conf->name, zr->conf->name, s->uri};
+
+                kl_stats_set(into, KL_ST_DEST_UP, l, s->up && s->routable ? 1 : 0);
+                kl_stats_set(into, KL_ST_DEST_WEIGHT, l, weight_in_force(cl, zr, d, now_ms));
+                kl_stats_add(into, KL_ST_DEST_IN_FLIGHT, l, s->in_flight);
+                kl_stats_set(into, KL_ST_DEST_DRAINED, l, s->drained ? 1 : 0);
+            }
+        }
+    }
+}
+
+/* Counters and gauges of one destination are summed over workers by the
+ * caller (kl_router_state_merge); this builds one worker's view. */
+json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms)
+{
+    const gen_t *g = r->gen;
+    json_t *clusters = json_array();
+
+    if (clusters == NULL)
+        return NULL;
+    for (size_t c = 0; c < g->nclusters; c++) {
+        const cluster_rt_t *cl = &g->clusters[c];
+        json_t *zones = json_array();
+
+        for (size_t z = 0; z < cl->nzones; z++) {
+            const zone_rt_t *zr = &cl->zones[z];
+            json_t *dests = json_array();
+            size_t up = 0;
+
+            for (size_t d = 0; d < zr->conf->ndests; d++) {
+                const kl_dest_state_t *s = zr->dests[d];
+                double ramp = 1.0;
+
+                if (s->slow_start_at != 0)
+                    ramp = kl_slowstart_factor(
+                        now_ms, s->slow_start_at, cl->conf->slow_start.window,
+                        cl->conf->slow_start.aggression, cl->conf->slow_start.min_weight_percent);
+                up += s->up && s->routable;
+                json_array_append_new(
+                    dests,
+                    json_pack("{s:s, s:b, s:b, s:b, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}",
+                              "uri", s->uri, "up", s->up && s->routable, "drained", s->drained,
+                              "slow_start", s->slow_start_at != 0, "weight",
+                              (json_int_t)zr->conf->dests[d].weight, "weight_in_force",
+                              weight_in_force(cl, zr, d, now_ms), "slow_start_progress", ramp,
+                              "in_flight", (json_int_t)s->in_flight, "dialogs",
+                              (json_int_t)s->dialogs, "attempts", (json_int_t)s->attempts,
+                              "successes", (json_int_t)s->successes, "failures",
+                              (json_int_t)s->failures, "timeouts", (json_int_t)s->timeouts));
+            }
+            json_array_append_new(
+                zones, json_pack("{s:s, s:I, s:b, s:b, s:I, s:o}", "name", zr->conf->name, "weight",
+                                 (json_int_t)zr->conf->weight, "drained",
+                                 zone_is_drained(r, zr->conf->name), "local", cl->local == (int)z,
+                                 "destinations_up", (json_int_t)up, "destinations", dests));
+        }
+        json_array_append_new(clusters,
+                              json_pack("{s:s, s:o}", "name", cl->conf->name, "zones", zones));
+    }
+    return clusters;
+}

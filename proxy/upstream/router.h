@@ -63,6 +63,24 @@ size_t kl_router_dest_count(const kl_router_t *r);
 void kl_router_each(const kl_router_t *r, void (*fn)(void *arg, const kl_dest_info_t *d),
                     void *arg);
 
+/* Drains (<on>) or undrains a zone (<uri> NULL) or one destination of it:
+ * a drained destination takes no new dialogs; in-dialog requests still
+ * reach it and its health checks go on. A zone's drain outlives reloads and
+ * covers destinations added to it later. Returns KL_OK, KL_ENOENT (no such
+ * zone or destination in the current snapshot) or KL_ENOMEM/KL_ETOOBIG. */
+int kl_router_drain(kl_router_t *r, const char *zone, const char *uri, bool on);
+bool kl_router_zone_drained(const kl_router_t *r, const char *zone);
+
+struct kl_stats;
+/* Adds the destination and zone gauges (up, weight in force, in flight,
+ * drained) of the current snapshot into <into>. */
+void kl_router_collect(const kl_router_t *r, struct kl_stats *into, uint64_t now_ms);
+
+struct json_t;
+/* A new JSON array of the current snapshot's clusters, their zones and
+ * destinations with this worker's state. NULL when memory ran out. */
+struct json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms);
+
 extern const kl_router_ops_t kl_router_ops;
 
 #endif

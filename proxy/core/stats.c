@@ -1,0 +1,562 @@
+/* Metric series stores and the Prometheus text exposition (see stats.h). */
+#include "core/stats.h"
+
+#include "core/errors.h"
+#include "core/htab.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SETUP_BUCKETS .nbuckets = 12, .buckets = {0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60}
+#define DURATION_BUCKETS                                                                           \
+    .nbuckets = 12, .buckets = {1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200}
+
+const kl_stat_family_t kl_stat_families[KL_ST_COUNT] = {
+    [KL_ST_BUILD_INFO] = {"keel_build_info",
+                          "keel's version (the value is always 1)",
+                          KL_STAT_GAUGE,
+                          1,
+                          {"version"}},
+    [KL_ST_REQUESTS_RECEIVED] = {"keel_sip_requests_received_total",
+                                 "SIP requests received from callers, by method",
+                                 KL_STAT_COUNTER,
+                                 1,
+                                 {"method"}},
+    [KL_ST_REQUESTS_FORWARDED] = {"keel_sip_requests_forwarded_total",
+                                  "SIP requests sent to destinations (every attempt), by method "
+                                  "and zone",
+                                  KL_STAT_COUNTER,
+                                  2,
+                                  {"method", "zone"}},
+    [KL_ST_RESPONSES_RECEIVED] = {"keel_sip_responses_received_total",
+                                  "SIP responses received from destinations, by method, code "
+                                  "class (1xx..6xx) and zone",
+                                  KL_STAT_COUNTER,
+                                  3,
+                                  {"method", "code", "zone"}},
+    [KL_ST_RESPONSES_SENT] = {"keel_sip_responses_sent_total",
+                              "SIP responses sent to callers (forwarded or keel's own), by "
+                              "method and code class",
+                              KL_STAT_COUNTER,
+                              2,
+                              {"method", "code"}},
+    [KL_ST_TRANSACTIONS_IN_FLIGHT] = {"keel_transactions_in_flight",
+                                      "Client transactions waiting for a destination's final "
+                                      "response, by zone and traffic class",
+                                      KL_STAT_GAUGE,
+                                      2,
+                                      {"zone", "class"}},
+    [KL_ST_CALLS_IN_FLIGHT] = {"keel_calls_in_flight",
+                               "Established calls (INVITE 2xx until BYE), by zone and class",
+                               KL_STAT_GAUGE,
+                               2,
+                               {"zone", "class"}},
+    [KL_ST_FAILOVERS] = {"keel_failovers_total",
+                         "Attempts that failed and moved the request to another destination, by "
+                         "cluster, the zone that failed and cause (code, timeout, transport)",
+                         KL_STAT_COUNTER,
+                         3,
+                         {"cluster", "zone", "cause"}},
+    [KL_ST_CALL_SETUP] = {"keel_call_setup_seconds",
+                          "Call setup time of answered and ringing INVITEs, from keel receiving "
+                          "the INVITE: phase=ringing to the first 18x, phase=answer to the 2xx",
+                          KL_STAT_HISTOGRAM,
+                          2,
+                          {"zone", "phase"},
+                          SETUP_BUCKETS},
+    [KL_ST_CALLS_SEIZED] = {"keel_calls_seized_total",
+                            "INVITE attempts sent to a destination (seizures, ITU-T E.411)",
+                            KL_STAT_COUNTER,
+                            2,
+                            {"zone", "destination"}},
+    [KL_ST_CALLS_ANSWERED] = {"keel_calls_answered_total",
+                              "INVITE attempts answered with a 2xx (answered seizures)",
+                              KL_STAT_COUNTER,
+                              2,
+                              {"zone", "destination"}},
+    [KL_ST_CALLS_NETWORK_FAILURES] = {"keel_calls_network_failures_total",
+                                      "INVITE attempts that failed for the network or the server "
+                                      "(failover codes, timeout, transport error): 1 - this / "
+                                      "seized is the NER (ITU-T E.425)",
+                                      KL_STAT_COUNTER,
+                                      2,
+                                      {"zone", "destination"}},
+    [KL_ST_CALL_RESPONSES] = {"keel_call_final_responses_total",
+                              "Final responses to INVITE attempts by exact code (RFC 6076 SER "
+                              "and SEER)",
+                              KL_STAT_COUNTER,
+                              3,
+                              {"zone", "destination", "code"}},
+    [KL_ST_CALL_DURATION] = {"keel_call_duration_seconds",
+                             "Session duration of ended calls, from the INVITE 2xx to the BYE",
+                             KL_STAT_HISTOGRAM,
+                             1,
+                             {"zone"},
+                             DURATION_BUCKETS},
+    [KL_ST_DEST_UP] = {"keel_destination_up",
+                       "1 when the destination takes new requests (health), else 0",
+                       KL_STAT_GAUGE,
+                       3,
+                       {"cluster", "zone", "destination"}},
+    [KL_ST_DEST_WEIGHT] = {"keel_destination_weight",
+                           "The destination's weight in force (configured x slow-start)",
+                           KL_STAT_GAUGE,
+                           3,
+                           {"cluster", "zone", "destination"}},
+    [KL_ST_DEST_IN_FLIGHT] = {"keel_destination_in_flight",
+                              "Attempts in progress at the destination",
+                              KL_STAT_GAUGE,
+                              3,
+                              {"cluster", "zone", "destination"}},
+    [KL_ST_DEST_DRAINED] = {"keel_destination_drained",
+                            "1 when the destination is drained (no new dialogs)",
+                            KL_STAT_GAUGE,
+                            3,
+                            {"cluster", "zone", "destination"}},
+    [KL_ST_ZONE_DRAINED] = {"keel_zone_drained",
+                            "1 when the zone is drained (no new dialogs)",
+                            KL_STAT_GAUGE,
+                            1,
+                            {"zone"}},
+    [KL_ST_MESSAGES_DROPPED] = {"keel_messages_dropped_total",
+                                "Messages dropped without an answer, by reason",
+                                KL_STAT_COUNTER,
+                                1,
+                                {"reason"}},
+    [KL_ST_REQUESTS_REJECTED] = {"keel_requests_rejected_total",
+                                 "Requests keel answered itself with an error, by code and "
+                                 "reason",
+                                 KL_STAT_COUNTER,
+                                 2,
+                                 {"code", "reason"}},
+    [KL_ST_RELOADS] = {"keel_config_reloads_total",
+                       "Configuration reloads, by result (ok, error)",
+                       KL_STAT_COUNTER,
+                       1,
+                       {"result"}},
+    [KL_ST_CONFIG_VERSION] = {"keel_config_version",
+                              "The version of the configuration snapshot in force (1 at start, "
+                              "+1 per successful reload)",
+                              KL_STAT_GAUGE, 0},
+    [KL_ST_CONFIG_RELOAD_TIME] = {"keel_config_last_reload_success_timestamp_seconds",
+                                  "When the configuration in force was loaded (Unix time)",
+                                  KL_STAT_GAUGE, 0},
+    [KL_ST_START_TIME] = {"keel_start_time_seconds", "When keel started (Unix time)", KL_STAT_GAUGE,
+                          0},
+};
+
+struct kl_series {
+    kl_hnode_t hn;
+    kl_series_t *next; /* the store's list */
+    kl_stat_id_t id;
+    double value;
+    double sum;
+    uint64_t count;
+    uint64_t *buckets; /* histogram: nbuckets (cumulative at render) */
+    size_t keylen;
+    char key[]; /* id byte, then the label values separated by \x1f */
+};
+
+struct kl_stats {
+    kl_htab_t index;
+    kl_series_t *head;
+    size_t count;
+};
+
+kl_stats_t *kl_stats_new(void)
+{
+    kl_stats_t *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    if (kl_htab_init(&s->index, 256) != KL_OK) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void kl_stats_free(kl_stats_t *s)
+{
+    kl_series_t *e, *next;
+
+    if (s == NULL)
+        return;
+    for (e = s->head; e != NULL; e = next) {
+        next = e->next;
+        free(e->buckets);
+        free(e);
+    }
+    kl_htab_free(&s->index);
+    free(s);
+}
+
+size_t kl_stats_count(const kl_stats_t *s)
+{
+    return s != NULL ? s->count : 0;
+}
+
+/* The series key: id byte then values joined by \x1f. Returns its length,
+ * or 0 when it does not fit. */
+static size_t make_key(kl_stat_id_t id, const char *const *vals, char *out, size_t cap)
+{
+    const kl_stat_family_t *f = &kl_stat_families[id];
+    size_t n = 0;
+
+    out[n++] = (char)(id + 1);
+    for (unsigned i = 0; i < f->nlabels; i++) {
+        const char *v = (vals != NULL && vals[i] != NULL) ? vals[i] : "";
+        size_t l = strlen(v);
+
+        if (i > 0) {
+            if (n + 1 >= cap)
+                return 0;
+            out[n++] = '\x1f';
+        }
+        if (n + l >= cap)
+            return 0;
+        memcpy(out + n, v, l);
+        n += l;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static kl_series_t *series_get(kl_stats_t *s, kl_stat_id_t id, const char *key, size_t keylen)
+{
+    kl_hnode_t *hn = kl_htab_get(&s->index, key, keylen);
+    kl_series_t *e;
+
+    if (hn != NULL)
+        return kl_container_of(hn, kl_series_t, hn);
+    e = calloc(1, sizeof(*e) + keylen + 1);
+    if (e == NULL)
+        return NULL;
+    e->id = id;
+    e->keylen = keylen;
+    memcpy(e->key, key, keylen + 1);
+    if (kl_stat_families[id].type == KL_STAT_HISTOGRAM) {
+        e->buckets = calloc(kl_stat_families[id].nbuckets + 1, sizeof(uint64_t));
+        if (e->buckets == NULL) {
+            free(e);
+            return NULL;
+        }
+    }
+    kl_htab_add(&s->index, &e->hn, e->key, keylen);
+    e->next = s->head;
+    s->head = e;
+    s->count++;
+    return e;
+}
+
+static kl_series_t *series_for(kl_stats_t *s, kl_stat_id_t id, const char *const *vals)
+{
+    char key[512];
+    size_t n;
+
+    if (s == NULL || (unsigned)id >= KL_ST_COUNT)
+        return NULL;
+    n = make_key(id, vals, key, sizeof(key));
+    return n > 0 ? series_get(s, id, key, n) : NULL;
+}
+
+void kl_stats_add(kl_stats_t *s, kl_stat_id_t id, const char *const *vals, double v)
+{
+    kl_series_t *e;
+
+    if ((unsigned)id >= KL_ST_COUNT || kl_stat_families[id].type == KL_STAT_HISTOGRAM)
+        return;
+    if (kl_stat_families[id].type == KL_STAT_COUNTER && !(v >= 0))
+        return;
+    e = series_for(s, id, vals);
+    if (e != NULL)
+        e->value += v;
+}
+
+void kl_stats_set(kl_stats_t *s, kl_stat_id_t id, const char *const *vals, double v)
+{
+    kl_series_t *e;
+
+    if ((unsigned)id >= KL_ST_COUNT || kl_stat_families[id].type != KL_STAT_GAUGE)
+        return;
+    e = series_for(s, id, vals);
+    if (e != NULL)
+        e->value = v;
+}
+
+void kl_stats_observe(kl_stats_t *s, kl_stat_id_t id, const char *const *vals, double v)
+{
+    const kl_stat_family_t *f;
+    kl_series_t *e;
+    unsigned i;
+
+    if ((unsigned)id >= KL_ST_COUNT || kl_stat_families[id].type != KL_STAT_HISTOGRAM || isnan(v))
+        return;
+    f = &kl_stat_families[id];
+    e = series_for(s, id, vals);
+    if (e == NULL)
+        return;
+    for (i = 0; i < f->nbuckets && v > f->buckets[i]; i++)
+        ;
+    e->buckets[i]++; /* i == nbuckets: +Inf only */
+    e->sum += v;
+    e->count++;
+}
+
+double kl_stats_get(const kl_stats_t *s, kl_stat_id_t id, const char *const *vals)
+{
+    char key[512];
+    size_t n;
+    kl_hnode_t *hn;
+
+    if (s == NULL || (unsigned)id >= KL_ST_COUNT)
+        return 0;
+    n = make_key(id, vals, key, sizeof(key));
+    hn = n > 0 ? kl_htab_get(&s->index, key, n) : NULL;
+    if (hn == NULL)
+        return 0;
+    {
+        const kl_series_t *e = kl_container_of(hn, kl_series_t, hn);
+
+        return kl_stat_families[id].type == KL_STAT_HISTOGRAM ? (double)e->count : e->value;
+    }
+}
+
+int kl_stats_merge(kl_stats_t *dst, const kl_stats_t *src)
+{
+    if (dst == NULL || src == NULL)
+        return KL_OK;
+    for (const kl_series_t *e = src->head; e != NULL; e = e->next) {
+        kl_series_t *d = series_get(dst, e->id, e->key, e->keylen);
+
+        if (d == NULL)
+            return KL_ENOMEM;
+        d->value += e->value;
+        d->sum += e->sum;
+        d->count += e->count;
+        if (e->buckets != NULL && d->buckets != NULL) {
+            for (unsigned i = 0; i <= kl_stat_families[e->id].nbuckets; i++)
+                d->buckets[i] += e->buckets[i];
+        }
+    }
+    return KL_OK;
+}
+
+void kl_stats_clear_gauges(kl_stats_t *s)
+{
+    if (s == NULL)
+        return;
+    for (kl_series_t *e = s->head; e != NULL; e = e->next) {
+        if (kl_stat_families[e->id].type == KL_STAT_GAUGE)
+            e->value = 0;
+    }
+}
+
+/* ---- exposition ---- */
+
+typedef struct out {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+} out_t;
+
+static void out_put(out_t *o, const char *s, size_t n)
+{
+    if (o->failed)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        char *nb;
+
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        nb = realloc(o->buf, cap);
+        if (nb == NULL) {
+            o->failed = true;
+            return;
+        }
+        o->buf = nb;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+}
+
+static void out_str(out_t *o, const char *s)
+{
+    out_put(o, s, strlen(s));
+}
+
+static void out_fmt(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void out_fmt(out_t *o, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        out_put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* A sample value: integers without a decimal point, +Inf/-Inf/NaN spelt as
+ * the format wants. */
+static void out_value(out_t *o, double v)
+{
+    if (isnan(v))
+        out_str(o, "NaN");
+    else if (isinf(v))
+        out_str(o, v > 0 ? "+Inf" : "-Inf");
+    else if (v == floor(v) && fabs(v) < 1e15)
+        out_fmt(o, "%.0f", v);
+    else
+        out_fmt(o, "%.17g", v);
+}
+
+/* HELP text escapes \ and newline; label values also escape the quote. */
+static void out_escaped(out_t *o, const char *s, size_t n, bool quote)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (c == '\\')
+            out_str(o, "\\\\");
+        else if (c == '\n')
+            out_str(o, "\\n");
+        else if (c == '"' && quote)
+            out_str(o, "\\\"");
+        else
+            out_put(o, &c, 1);
+    }
+}
+
+/* {a="x",b="y"[,le="..."]} or nothing */
+static void out_labels(out_t *o, const kl_series_t *e, const char *le)
+{
+    const kl_stat_family_t *f = &kl_stat_families[e->id];
+    const char *p = e->key + 1, *end = e->key + e->keylen;
+
+    if (f->nlabels == 0 && le == NULL)
+        return;
+    out_str(o, "{");
+    for (unsigned i = 0; i < f->nlabels; i++) {
+        const char *sep = memchr(p, '\x1f', (size_t)(end - p));
+        size_t n = sep != NULL ? (size_t)(sep - p) : (size_t)(end - p);
+
+        if (i > 0)
+            out_str(o, ",");
+        out_str(o, f->labels[i]);
+        out_str(o, "=\"");
+        out_escaped(o, p, n, true);
+        out_str(o, "\"");
+        p += n + (sep != NULL ? 1 : 0);
+    }
+    if (le != NULL) {
+        if (f->nlabels > 0)
+            out_str(o, ",");
+        out_str(o, "le=\"");
+        out_str(o, le);
+        out_str(o, "\"");
+    }
+    out_str(o, "}");
+}
+
+static int series_cmp(const void *a, const void *b)
+{
+    const kl_series_t *x = *(const kl_series_t *const *)a, *y = *(const kl_series_t *const *)b;
+    size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
+    int c = memcmp(x->key, y->key, n);
+
+    if (c != 0)
+        return c;
+    return x->keylen < y->keylen ? -1 : x->keylen > y->keylen;
+}
+
+static void render_series(out_t *o, const kl_series_t *e)
+{
+    const kl_stat_family_t *f = &kl_stat_families[e->id];
+
+    if (f->type != KL_STAT_HISTOGRAM) {
+        out_str(o, f->name);
+        out_labels(o, e, NULL);
+        out_str(o, " ");
+        out_value(o, e->value);
+        out_str(o, "\n");
+        return;
+    }
+    {
+        uint64_t cum = 0;
+        char le[32];
+
+        for (unsigned i = 0; i <= f->nbuckets; i++) {
+            cum += e->buckets[i];
+            if (i < f->nbuckets)
+                snprintf(le, sizeof(le), "%g", f->buckets[i]);
+            else
+                snprintf(le, sizeof(le), "+Inf");
+            out_str(o, f->name);
+            out_str(o, "_bucket");
+            out_labels(o, e, le);
+            out_fmt(o, " %llu\n", (unsigned long long)cum);
+        }
+        out_str(o, f->name);
+        out_str(o, "_sum");
+        out_labels(o, e, NULL);
+        out_str(o, " ");
+        out_value(o, e->sum);
+        out_str(o, "\n");
+        out_str(o, f->name);
+        out_str(o, "_count");
+        out_labels(o, e, NULL);
+        out_fmt(o, " %llu\n", (unsigned long long)e->count);
+    }
+}
+
+char *kl_stats_render(const kl_stats_t *s, size_t *len)
+{
+    static const char *const type_names[] = {"counter", "gauge", "histogram"};
+    const kl_series_t **all = NULL;
+    out_t o = {0};
+    size_t n = 0, j = 0;
+
+    if (s != NULL && s->count > 0) {
+        all = malloc(s->count * sizeof(*all));
+        if (all == NULL)
+            return NULL;
+        for (const kl_series_t *e = s->head; e != NULL; e = e->next)
+            all[n++] = e;
+        qsort(all, n, sizeof(*all), series_cmp);
+    }
+    for (int id = 0; id < KL_ST_COUNT; id++) {
+        const kl_stat_family_t *f = &kl_stat_families[id];
+        bool any = j < n && all[j]->id == (kl_stat_id_t)id;
+
+        if (!any && f->nlabels > 0)
+            continue;
+        out_fmt(&o, "# HELP %s ", f->name);
+        out_escaped(&o, f->help, strlen(f->help), false);
+        out_fmt(&o, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+        if (!any) {
+            /* a family with no labels always has its one series */
+            out_fmt(&o, "%s 0\n", f->name);
+            continue;
+        }
+        for (; j < n && all[j]->id == (kl_stat_id_t)id; j++)
+            render_series(&o, all[j]);
+    }
+    free(all);
+    if (o.failed || o.buf == NULL) {
+        free(o.buf);
+        return NULL;
+    }
+    if (len != NULL)
+        *len = o.len;
+    return o.buf;
+}
