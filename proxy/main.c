@@ -2,11 +2,13 @@
 #include "core/conf.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "core/worker.h"
 #include "sip/msg.h"
 #include "sip/proxy.h"
 #include "transport/transport.h"
 #include "upstream/router.h"
+#include "modules/metrics/admin.h"
 
 #include <event2/event.h>
 
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define KL_MAX_WORKERS 64
 
@@ -27,6 +30,9 @@ typedef struct kl_daemon {
     unsigned nworkers;
     kl_log_ctx_t log;
     uint64_t reloads_ok, reloads_failed;
+    kl_stats_t *stats; /* main thread's series: reloads, config version */
+    kl_admin_t *admin;
+    kl_admin_host_t host;
 } kl_daemon_t;
 
 static void usage(FILE *fp)
@@ -67,8 +73,32 @@ static int worker_listen_all(kl_worker_t *w, const kl_conf_t *conf)
     return KL_OK;
 }
 
+/* Gauges and counters read from live state at scrape time (worker thread). */
+static void worker_collect(kl_worker_t *w, kl_stats_t *into)
+{
+    const kl_proxy_stats_t *ps = kl_proxy_stats(w->proxy);
+
+    kl_router_collect(w->router, into, kl_now_ms());
+    for (int i = 0; i < KL_DROP_COUNT; i++) {
+        const char *l[] = {kl_drop_reason_name((kl_drop_reason_t)i)};
+
+        kl_stats_add(into, KL_ST_MESSAGES_DROPPED, l, (double)ps->dropped[i]);
+    }
+}
+
+static json_t *worker_state(kl_worker_t *w)
+{
+    return kl_router_state_json(w->router, kl_now_ms());
+}
+
+static int worker_drain(kl_worker_t *w, const char *zone, const char *uri, bool on)
+{
+    return kl_router_drain(w->router, zone, uri, on);
+}
+
 static int worker_start(kl_worker_t *w)
 {
+    w->collect = worker_collect;
     w->router = kl_router_new(w->conf);
     if (w->router == NULL)
         return KL_ENOMEM;
@@ -133,24 +163,63 @@ static const kl_worker_hooks_t worker_hooks = {
 
 /* ---- reload and signals ---- */
 
-static void daemon_reload(kl_daemon_t *d)
+static void daemon_conf_stats(kl_daemon_t *d)
+{
+    char v[32];
+    const char *l[] = {v};
+
+    snprintf(v, sizeof(v), "%s", KEEL_VERSION);
+    kl_stats_set(d->stats, KL_ST_BUILD_INFO, l, 1);
+    kl_stats_set(d->stats, KL_ST_CONFIG_VERSION, NULL, (double)d->conf->version);
+    kl_stats_set(d->stats, KL_ST_CONFIG_RELOAD_TIME, NULL, (double)time(NULL));
+}
+
+static void daemon_admin(kl_daemon_t *d)
+{
+    const kl_conf_admin_t *ac = &d->conf->admin;
+
+    if (ac->address == NULL || ac->address[0] == '\0') {
+        kl_admin_free(d->admin);
+        d->admin = NULL;
+        return;
+    }
+    if (d->admin == NULL)
+        d->admin = kl_admin_new(d->base, ac, &d->host);
+    else
+        kl_admin_reload(d->admin, ac);
+}
+
+/* Reads, validates and swaps the configuration. Returns KL_OK, or KL_EINVAL
+ * with the errors (one per line) in <err> when it is not NULL: then nothing
+ * changed. */
+static int daemon_reload(kl_daemon_t *d, char *err, size_t errlen)
 {
     kl_cfg_errs_t *errs = calloc(1, sizeof(*errs));
     kl_conf_t *conf;
+    size_t off = 0;
 
     if (errs == NULL)
-        return;
+        return KL_ENOMEM;
     conf = kl_conf_load(d->conf_path, errs);
     if (conf == NULL) {
         char line[1200];
+        const char *l[] = {"error"};
 
         d->reloads_failed++;
+        kl_stats_add(d->stats, KL_ST_RELOADS, l, 1);
         for (int i = 0; i < errs->n && i < KL_CFG_MAX_ERRS; i++) {
             kl_cfg_err_format(&errs->e[i], line, sizeof(line));
             kl_log(KL_LOG_ERR, &d->log, "event=reload_failed error=\"%s\"", line);
+            if (err != NULL && off < errlen) {
+                int n = snprintf(err + off, errlen - off, "%s\n", line);
+
+                off += n > 0 ? (size_t)n : 0;
+            }
         }
+        if (errs->n > KL_CFG_MAX_ERRS && err != NULL && off < errlen)
+            snprintf(err + off, errlen - off, "(%d more errors)\n", errs->n - KL_CFG_MAX_ERRS);
         free(errs);
-        return;
+        return KL_EINVAL;
     }
     free(errs);
     kl_log_level_set((kl_log_level_t)conf->log_level);
@@ -159,8 +228,26 @@ static void daemon_reload(kl_daemon_t *d)
     kl_conf_unref(d->conf);
     d->conf = conf;
     d->reloads_ok++;
+    {
+        const char *l[] = {"ok"};
+
+        kl_stats_add(d->stats, KL_ST_RELOADS, l, 1);
+    }
+    daemon_conf_stats(d);
+    daemon_admin(d);
     kl_log(KL_LOG_NOTICE, &d->log, "event=reloaded version=%llu file=%s",
            (unsigned long long)conf->version, d->conf_path);
+    return KL_OK;
+}
+
+static const kl_conf_t *host_conf(void *arg)
+{
+    return ((kl_daemon_t *)arg)->conf;
+}
+
+static int host_reload(void *arg, char *err, size_t errlen)
+{
+    return daemon_reload(arg, err, errlen);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -169,7 +256,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
     (void)what;
     if (sig == SIGHUP) {
-        daemon_reload(d);
+        daemon_reload(d, NULL, 0);
         return;
     }
     kl_log(KL_LOG_NOTICE, &d->log, "event=stopping signal=%s", sig == SIGINT ? "INT" : "TERM");
@@ -215,6 +302,25 @@ static int run(const char *path)
     free(errs);
     d.conf = conf;
     kl_log_level_set((kl_log_level_t)conf->log_level);
+    d.stats = kl_stats_new();
+    if (d.stats == NULL)
+        goto out;
+    d.host = (kl_admin_host_t){.arg = &d,
+                               .workers = d.workers,
+                               .nworkers = &d.nworkers,
+                               .daemon_stats = d.stats,
+                               .conf = host_conf,
+                               .reload = host_reload,
+                               .worker_state = worker_state,
+                               .worker_drain = worker_drain};
+    daemon_conf_stats(&d);
+    kl_stats_set(d.stats, KL_ST_START_TIME, NULL, (double)time(NULL));
+    {
+        const char *ok[] = {"ok"}, *error[] = {"error"};
+
+        kl_stats_add(d.stats, KL_ST_RELOADS, ok, 0);
+        kl_stats_add(d.stats, KL_ST_RELOADS, error, 0);
+    }
     if (kl_sip_init() != KL_OK) {
         fprintf(stderr, "keel: cannot initialise the SIP parser\n");
         goto out;
@@ -240,11 +346,16 @@ static int run(const char *path)
         }
         d.workers[d.nworkers++] = w;
     }
+    daemon_admin(&d);
+    if (d.conf->admin.address != NULL && d.conf->admin.address[0] != '\0' && d.admin == NULL)
+        goto out;
     kl_log(KL_LOG_NOTICE, &d.log, "event=started version=%s config=%s workers=%u", KEEL_VERSION,
            path, d.nworkers);
     event_base_dispatch(d.base);
     rc = 0;
 out:
+    kl_admin_free(d.admin);
+    d.admin = NULL;
     for (unsigned i = 0; i < d.nworkers; i++)
         kl_worker_stop(d.workers[i]);
     for (unsigned i = 0; i < d.nworkers; i++) {
@@ -258,6 +369,7 @@ out:
     if (d.base != NULL)
         event_base_free(d.base);
     kl_conf_unref(d.conf);
+    kl_stats_free(d.stats);
     kl_sip_shutdown();
     libevent_global_shutdown();
     if (rc == 0)

@@ -2,7 +2,9 @@
 config for the proxy tests: udp+tcp on PORT, cluster voice with zone-a and
 zone-b (one destination each, a URI or host:port), cluster chat on the same
 destinations for MESSAGE. Options: prefer_local=true, attempt_timeout=500ms,
-ring_timeout=3s, max_attempts=3, weight_a=50, weight_b=50."""
+ring_timeout=3s, max_attempts=3, weight_a=50, weight_b=50, admin=PORT (admin
+listener on 127.0.0.1:PORT), token=SECRET (admin bearer token),
+secret=COOKIE_SECRET, extra_b=URI (a second destination in zone-b)."""
 import sys
 
 out, port, a, b = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -15,7 +17,7 @@ def uri(d):
 
 yaml = """node: {{ id: test, zone: zone-a }}
 log: {{ level: {log} }}
-cookie_secret: "integration-test-secret-0123456789"
+cookie_secret: "{secret}"
 domains: [cc.example.com]
 listen:
   - {{ transport: udp, address: 127.0.0.1, port: {port} }}
@@ -35,7 +37,7 @@ clusters:
       - name: zone-b
         weight: {weight_b}
         destinations:
-          - {{ uri: "{b}" }}
+          - {{ uri: "{b}" }}{extra_b}
   - name: chat
     zones:
       - name: zone-a
@@ -51,5 +53,11 @@ clusters:
            attempt_timeout=opt.get("attempt_timeout", "2s"),
            ring_timeout=opt.get("ring_timeout", "120s"),
            weight_a=opt.get("weight_a", "50"),
-           weight_b=opt.get("weight_b", "50"))
+           weight_b=opt.get("weight_b", "50"),
+           secret=opt.get("secret", "integration-test-secret-0123456789"),
+           extra_b=('\n          - {{ uri: "{}" }}'.format(uri(opt["extra_b"]))
+                    if "extra_b" in opt else ""))
+if "admin" in opt:
+    yaml += "admin: {{ address: 127.0.0.1, port: {}, token: \"{}\" }}\n".format(
+        opt["admin"], opt.get("token", ""))
 open(out, "w").write(yaml)
