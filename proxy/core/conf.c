@@ -678,6 +678,22 @@ static void conf_validate(kl_cfg_ctx_t *ctx, yaml_node_t *root, kl_conf_t *c)
 
     if (c->nlisten == 0)
         kl_cfg_error(ctx, root, "listen", "at least one listener is needed");
+    /* an admin section turns the admin listener on: loopback:9090 unless said */
+    if (kl_cfg_map_get(ctx, root, "admin") != NULL) {
+        if (c->admin.address == NULL)
+            c->admin.address = strdup("127.0.0.1");
+        if (c->admin.port == 0)
+            c->admin.port = 9090;
+    }
+    if (c->admin.address != NULL && c->admin.address[0] != '\0') {
+        unsigned char probe[16];
+
+        if (inet_pton(AF_INET, c->admin.address, probe) != 1 &&
+            inet_pton(AF_INET6, c->admin.address, probe) != 1)
+            kl_cfg_error(ctx, kl_cfg_map_get(ctx, kl_cfg_map_get(ctx, root, "admin"), "address"),
+                         "admin.address", "expected a numeric IPv4 or IPv6 address, got '%s'",
+                         c->admin.address);
+    }
     if (c->nclusters == 0)
         kl_cfg_error(ctx, root, "clusters", "no clusters: keel would have nowhere to route");
     if (c->cookie_secret == NULL || strlen(c->cookie_secret) < 16)
