@@ -121,6 +121,13 @@ const kl_stat_family_t kl_stat_families[KL_ST_COUNT] = {
                             KL_STAT_GAUGE,
                             1,
                             {"zone"}},
+    [KL_ST_BULKHEAD_OCCUPANCY] = {"keel_bulkhead_occupancy",
+                                  "Work in progress counted against a zone's limits: kind=calls "
+                                  "(INVITEs in progress + established calls), chat, other, "
+                                  "transactions",
+                                  KL_STAT_GAUGE,
+                                  2,
+                                  {"zone", "kind"}},
     [KL_ST_MESSAGES_DROPPED] = {"keel_messages_dropped_total",
                                 "Messages dropped without an answer, by reason",
                                 KL_STAT_COUNTER,

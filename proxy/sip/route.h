@@ -40,6 +40,8 @@ typedef struct kl_target {
     const char *uri;  /* destination identity (its URI as configured); valid until release */
     kl_tp_kind_t transport;
     kl_addr_t addr;
+    kl_class_t cls; /* the request's class, for the bulkheads */
+    bool call;      /* an initial INVITE: counts as a call of its zone until released */
 } kl_target_t;
 
 typedef enum {
@@ -76,7 +78,8 @@ typedef struct kl_router_ops {
 
     /* An attempt's outcome (data path: recorded, evaluated on a tick). */
     void (*report)(void *router, const kl_target_t *t, kl_outcome_t o, int code, uint64_t now_ms);
-    /* Dialog accounting for bulkheads: +1 on a 2xx to INVITE, -1 on BYE. */
+    /* Dialog accounting for bulkheads: +1 on a 2xx to an initial INVITE, -1
+     * on BYE. */
     void (*dialog)(void *router, const kl_target_t *t, int delta);
     /* Drops the ref a target holds and zeroes <t>. Accepts a zeroed target. */
     void (*release)(void *router, kl_target_t *t);

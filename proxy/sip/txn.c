@@ -626,6 +626,11 @@ static void ptx_attempt(kl_ptx_t *t)
         kl_target_t target;
         int rc = p->rops->plan_next(p->router, t->plan, &target);
 
+        if (rc == KL_EBUSY && t->best_code == 0 && t->best == NULL) {
+            /* every zone that could take it is at its limits (bulkheads) */
+            ptx_reply_local(t, 503, "Service Unavailable - Capacity Full", "Retry-After: 5\r\n");
+            return;
+        }
         if (rc != KL_OK)
             break;
         t->attempts++;

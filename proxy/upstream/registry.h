@@ -43,6 +43,8 @@ typedef struct kl_dest_state {
     bool up;
     bool drained;
     uint64_t slow_start_at; /* ms; 0: not ramping */
+
+    void *zone_state; /* the router's per-zone bulkhead counters (router.c) */
 } kl_dest_state_t;
 
 typedef struct kl_registry {

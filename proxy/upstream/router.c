@@ -25,6 +25,7 @@ typedef struct zone_rt {
     const kl_conf_zone_t *conf;
     kl_dest_state_t **dests; /* one per conf->dests[], a ref each */
     kl_swrr_t swrr;          /* destinations */
+    struct zone_state *zs;   /* bulkhead counters */
 } zone_rt_t;
 
 typedef struct cluster_rt {
@@ -46,6 +47,19 @@ typedef struct gen {
 
 #define ROUTER_MAX_DRAINED_ZONES 64
 
+/* Bulkhead counters of one zone (by name, shared by the clusters that name
+ * it), outside the snapshot: they count work in progress, which a reload
+ * does not end. */
+typedef struct zone_state {
+    kl_hnode_t hn;
+    struct zone_state *next;
+    unsigned calls;                /* initial INVITEs in progress + established calls */
+    unsigned dialogs;              /* established calls */
+    unsigned txns[KL_CLASS_COUNT]; /* transactions in progress by class */
+    unsigned txns_total;
+    char name[];
+} zone_state_t;
+
 struct kl_router {
     kl_registry_t reg;
     gen_t *gen;
@@ -53,6 +67,8 @@ struct kl_router {
      * so a destination a reload adds to a drained zone is drained too */
     char *drained_zones[ROUTER_MAX_DRAINED_ZONES];
     size_t ndrained_zones;
+    kl_htab_t zones; /* zone_state_t by name */
+    zone_state_t *zone_list;
 };
 
 typedef struct tried {
@@ -63,6 +79,8 @@ struct kl_plan {
     gen_t *gen;
     cluster_rt_t *cl;
     kl_class_t cls; /* carried for bulkheads */
+    bool invite;    /* an initial INVITE: a new call */
+    bool full;      /* a zone was skipped because a bulkhead was full */
     uint64_t now_ms;
     unsigned max; /* min(max_attempts, PLAN_MAX_TRIED) */
     unsigned ntried;
@@ -95,6 +113,24 @@ static void gen_unref(kl_router_t *r, gen_t *g)
     free(g);
 }
 
+static zone_state_t *zone_state_get(kl_router_t *r, const char *name)
+{
+    size_t n = strlen(name);
+    kl_hnode_t *hn = kl_htab_get(&r->zones, name, n);
+    zone_state_t *zs;
+
+    if (hn != NULL)
+        return kl_container_of(hn, zone_state_t, hn);
+    zs = calloc(1, sizeof(*zs) + n + 1);
+    if (zs == NULL)
+        return NULL;
+    memcpy(zs->name, name, n + 1);
+    kl_htab_add(&r->zones, &zs->hn, zs->name, n);
+    zs->next = r->zone_list;
+    r->zone_list = zs;
+    return zs;
+}
+
 static unsigned weight_scaled(unsigned w)
 {
     return (w > WEIGHT_MAX ? WEIGHT_MAX : w) * WEIGHT_SCALE;
@@ -106,9 +142,13 @@ static int zone_build(kl_router_t *r, zone_rt_t *zr, const kl_conf_zone_t *cz)
     zr->dests = calloc(cz->ndests ? cz->ndests : 1, sizeof(*zr->dests));
     if (zr->dests == NULL || kl_swrr_init(&zr->swrr, cz->ndests) != KL_OK)
         return KL_ENOMEM;
+    zr->zs = zone_state_get(r, cz->name);
+    if (zr->zs == NULL)
+        return KL_ENOMEM;
     for (size_t d = 0; d < cz->ndests; d++) {
         if (kl_registry_get(&r->reg, cz->name, &cz->dests[d], &zr->dests[d]) != KL_OK)
             return KL_ENOMEM;
+        zr->dests[d]->zone_state = zr->zs;
         kl_swrr_set_weight(&zr->swrr, d, weight_scaled(cz->dests[d].weight));
     }
     return KL_OK;
@@ -223,10 +263,14 @@ kl_router_t *kl_router_new(const kl_conf_t *conf)
         free(r);
         return NULL;
     }
-    g = gen_build(r, conf);
-    if (g == NULL) {
+    if (kl_htab_init(&r->zones, 16) != KL_OK) {
         kl_registry_free(&r->reg);
         free(r);
+        return NULL;
+    }
+    g = gen_build(r, conf);
+    if (g == NULL) {
+        kl_router_free(r);
         return NULL;
     }
     gen_commit(r, g, false, 0);
@@ -242,6 +286,13 @@ void kl_router_free(kl_router_t *r)
     kl_registry_free(&r->reg);
     for (size_t i = 0; i < r->ndrained_zones; i++)
         free(r->drained_zones[i]);
+    while (r->zone_list != NULL) {
+        zone_state_t *zs = r->zone_list;
+
+        r->zone_list = zs->next;
+        free(zs);
+    }
+    kl_htab_free(&r->zones);
     free(r);
 }
 
@@ -349,13 +400,46 @@ static bool dest_eligible(const kl_plan_t *p, size_t z, size_t d)
     return s->routable && s->up && !s->drained && !plan_tried(p, z, d);
 }
 
-static bool zone_eligible(const kl_plan_t *p, size_t z)
+/* Which bulkhead of zone <z> would the plan's next attempt overflow: 0
+ * calls, 1 chat, 2 other, 3 transactions, or -1 when it fits. Emergency
+ * requests bypass them all (DESIGN.md). */
+static int zone_full(const kl_plan_t *p, size_t z)
+{
+    const zone_rt_t *zr = &p->cl->zones[z];
+    const kl_conf_limits_t *lim = &zr->conf->limits;
+    const zone_state_t *zs = zr->zs;
+
+    if (p->cls == KL_CLASS_EMERGENCY || zs == NULL)
+        return -1;
+    if (p->invite && p->cls == KL_CLASS_CALL && lim->calls > 0 && zs->calls >= lim->calls)
+        return 0;
+    if (p->cls == KL_CLASS_CHAT && lim->chat > 0 && zs->txns[KL_CLASS_CHAT] >= lim->chat)
+        return 1;
+    if (p->cls == KL_CLASS_OTHER && lim->other > 0 && zs->txns[KL_CLASS_OTHER] >= lim->other)
+        return 2;
+    if (lim->transactions > 0 && zs->txns_total >= lim->transactions)
+        return 3;
+    return -1;
+}
+
+static bool zone_has_dest(const kl_plan_t *p, size_t z)
 {
     for (size_t d = 0; d < p->cl->zones[z].conf->ndests; d++) {
         if (dest_eligible(p, z, d))
             return true;
     }
     return false;
+}
+
+static bool zone_eligible(const kl_plan_t *p, size_t z)
+{
+    if (!zone_has_dest(p, z))
+        return false;
+    if (zone_full(p, z) >= 0) {
+        ((kl_plan_t *)p)->full = true;
+        return false;
+    }
+    return true;
 }
 
 typedef struct pick_ctx {
@@ -478,13 +562,40 @@ static void target_fill(kl_dest_state_t *s, kl_target_t *out)
     out->addr = s->addr;
 }
 
+/* Bulkhead accounting of a target's work: +1 when handed out, -1 when
+ * released. */
+static void target_account(const kl_target_t *t, int delta)
+{
+    const kl_dest_state_t *s = t->dest;
+    zone_state_t *zs = s != NULL ? s->zone_state : NULL;
+
+    if (zs == NULL)
+        return;
+    if (delta > 0) {
+        zs->txns[t->cls]++;
+        zs->txns_total++;
+        if (t->call)
+            zs->calls++;
+        return;
+    }
+    if (zs->txns[t->cls] > 0)
+        zs->txns[t->cls]--;
+    if (zs->txns_total > 0)
+        zs->txns_total--;
+    if (t->call && zs->calls > 0)
+        zs->calls--;
+}
+
 /* A target now holds <s>: a ref, one more attempt in flight. */
-static void target_take(kl_dest_state_t *s, kl_target_t *out)
+static void target_take(kl_dest_state_t *s, const kl_plan_t *p, kl_target_t *out)
 {
     kl_dest_state_ref(s);
     s->in_flight++;
     s->attempts++;
     target_fill(s, out);
+    out->cls = p->cls < KL_CLASS_COUNT ? p->cls : KL_CLASS_OTHER;
+    out->call = p->invite && p->cls != KL_CLASS_CHAT;
+    target_account(out, +1);
 }
 
 /* ---- the operations ---- */
@@ -516,6 +627,7 @@ static kl_plan_t *router_plan_new(void *router, const kl_route_req_t *req)
     p->gen = g;
     p->cl = &g->clusters[ci];
     p->cls = req->cls;
+    p->invite = req->method != NULL && strcmp(req->method, "INVITE") == 0;
     p->now_ms = req->now_ms != 0 ? req->now_ms : kl_now_ms();
     max = p->cl->conf->failover.max_attempts;
     p->max = max == 0 ? 1 : (max > PLAN_MAX_TRIED ? PLAN_MAX_TRIED : max);
@@ -544,9 +656,10 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
     (void)router;
     if (p->ntried >= p->max)
         return KL_ENOENT;
+    p->full = false;
     z = zone_choose(p);
     if (z < 0)
-        return KL_ENOENT;
+        return p->full ? KL_EBUSY : KL_ENOENT;
     zr = &p->cl->zones[z];
     pc.zone = (size_t)z;
     dest_weights(p->cl, zr, p->now_ms);
@@ -556,7 +669,7 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
     p->tried[p->ntried].zone = (uint32_t)z;
     p->tried[p->ntried].dest = (uint32_t)d;
     p->ntried++;
-    target_take(zr->dests[d], out);
+    target_take(zr->dests[d], p, out);
     return KL_OK;
 }
 
@@ -573,9 +686,13 @@ static int router_lookup(void *router, const char *zone, const char *uri, kl_tar
     }
     /* in-dialog requests follow their dialog even to a destination that is
      * down or drained: the cookie decided, not the policy */
+    if (s->zone_state == NULL)
+        s->zone_state = zone_state_get(r, zone);
     s->in_flight++;
     s->attempts++;
     target_fill(s, out); /* the ref kl_registry_get_uri took is the target's */
+    out->cls = KL_CLASS_CALL;
+    target_account(out, +1);
     return KL_OK;
 }
 
@@ -609,13 +726,27 @@ static void router_dialog(void *router, const kl_target_t *t, int delta)
 {
     kl_dest_state_t *s = t->dest;
 
+    zone_state_t *zs;
+
     (void)router;
     if (s == NULL)
         return;
-    if (delta > 0)
-        s->dialogs += (unsigned)delta;
-    else if (delta < 0)
-        s->dialogs = s->dialogs > (unsigned)-delta ? s->dialogs - (unsigned)-delta : 0;
+    zs = s->zone_state;
+    if (delta > 0) {
+        s->dialogs++;
+        if (zs != NULL) {
+            zs->dialogs++;
+            zs->calls++;
+        }
+    } else if (delta < 0 && s->dialogs > 0) {
+        /* a BYE of a call this process did not see set up counts nothing */
+        s->dialogs--;
+        if (zs != NULL && zs->dialogs > 0) {
+            zs->dialogs--;
+            if (zs->calls > 0)
+                zs->calls--;
+        }
+    }
 }
 
 static void router_release(void *router, kl_target_t *t)
@@ -627,6 +758,7 @@ static void router_release(void *router, kl_target_t *t)
         return;
     if (s->in_flight > 0)
         s->in_flight--;
+    target_account(t, -1);
     memset(t, 0, sizeof(*t));
     kl_registry_unref(&r->reg, s);
 }
@@ -731,6 +863,16 @@ static double weight_in_force(const cluster_rt_t *cl, const zone_rt_t *zr, size_
 void kl_router_collect(const kl_router_t *r, kl_stats_t *into, uint64_t now_ms)
 {
     const gen_t *g = r->gen;
+
+    for (const zone_state_t *zs = r->zone_list; zs != NULL; zs = zs->next) {
+        const char *lc[] = {zs->name, "calls"}, *lh[] = {zs->name, "chat"},
+                   *lo[] = {zs->name, "other"}, *lt[] = {zs->name, "transactions"};
+
+        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lc, zs->calls);
+        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lh, zs->txns[KL_CLASS_CHAT]);
+        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lo, zs->txns[KL_CLASS_OTHER]);
+        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lt, zs->txns_total);
+    }
 
     for (size_t c = 0; c < g->nclusters; c++) {
         const cluster_rt_t *cl = &g->clusters[c];
