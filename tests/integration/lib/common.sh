@@ -91,7 +91,7 @@ stop_keel() {
     local pid=${1:-$KEEL_PID} rc=0
     kill -TERM "$pid"
     wait "$pid" || rc=$?
-    PIDS=("${PIDS[@]/$pid/}")
+    _pids_forget "$pid"
     [ $rc -eq 0 ] || fail "keel exited with $rc after SIGTERM (see $TMP/keel.log)"
     if grep -q "ERROR: \(Address\|Leak\)Sanitizer\|runtime error:" "$TMP"/keel*.log 2>/dev/null; then
         fail "sanitizer report in keel's log"
@@ -139,4 +139,93 @@ rows = [l.rstrip("\n").split(";") for l in open(sys.argv[1]) if l.strip()]
 head = rows[0]
 print(rows[-1][head.index(sys.argv[2])])
 PY
+}
+
+# ---- the admin API (issue 4); ADMIN_PORT set by the test, ADMIN_TOKEN
+# optional (sent as a bearer token on POSTs) ----
+
+# admin_get PATH: prints the body of GET PATH (fails on a transport error).
+admin_get() {
+    curl -sS --max-time 10 "http://127.0.0.1:$ADMIN_PORT$1"
+}
+
+# admin_post PATH: prints the body of POST PATH, with the bearer token when
+# ADMIN_TOKEN is set.
+admin_post() {
+    local auth=()
+    [ -n "${ADMIN_TOKEN:-}" ] && auth=(-H "Authorization: Bearer $ADMIN_TOKEN")
+    curl -sS --max-time 10 -X POST "${auth[@]}" "http://127.0.0.1:$ADMIN_PORT$1"
+}
+
+# admin_code METHOD PATH [curl args...]: prints only the HTTP status code;
+# the body goes to $TMP/admin.body, the headers to $TMP/admin.headers.
+admin_code() {
+    local method=$1 path=$2
+    shift 2
+    curl -sS --max-time 10 -X "$method" -o "$TMP/admin.body" -D "$TMP/admin.headers" \
+        -w '%{http_code}' "$@" "http://127.0.0.1:$ADMIN_PORT$path"
+}
+
+# scrape FILE: saves GET /metrics in FILE.
+scrape() {
+    admin_get /metrics >"$1" || fail "GET /metrics failed"
+}
+
+# metric FILE NAME [label=value...]: the sum of the samples of NAME in the
+# scrape FILE whose labels include every label=value given (0 when none).
+metric() {
+    python3 - "$@" <<'PY'
+import re, sys
+f, name, want = sys.argv[1], sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])
+line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+lab_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+total = 0.0
+for line in open(f):
+    if line.startswith("#"):
+        continue
+    m = line_re.match(line)
+    if not m or m.group(1) != name:
+        continue
+    labels = dict(lab_re.findall(m.group(2) or ""))
+    if all(labels.get(k) == v for k, v in want.items()):
+        total += float(m.group(3))
+print("%g" % total)
+PY
+}
+
+# json_eval EXPR: evaluates the Python expression EXPR with j bound to the
+# JSON document read on stdin, prints the result (JSON for lists and dicts).
+json_eval() {
+    python3 -c 'import json,sys
+j=json.load(sys.stdin)
+r=eval(sys.argv[1])
+print(json.dumps(r) if isinstance(r,(list,dict)) else ("true" if r is True else "false" if r is False else r))' "$1"
+}
+
+# wait_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds; fails
+# when it has not within SECONDS.
+wait_until() {
+    local limit=$1 i
+    shift
+    for ((i = 0; i < limit * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# stop_pid PID: SIGTERM a process this test started and wait for it.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    _pids_forget "$1"
+}
+
+# _pids_forget PID: drops PID (exactly that one) from PIDS.
+_pids_forget() {
+    local p keep=()
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && [ "$p" != "$1" ] && keep+=("$p")
+    done
+    PIDS=("${keep[@]:-}")
 }

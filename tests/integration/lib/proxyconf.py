@@ -4,7 +4,9 @@ zone-b (one destination each, a URI or host:port), cluster chat on the same
 destinations for MESSAGE. Options: prefer_local=true, attempt_timeout=500ms,
 ring_timeout=3s, max_attempts=3, weight_a=50, weight_b=50, admin=PORT (admin
 listener on 127.0.0.1:PORT), token=SECRET (admin bearer token),
-secret=COOKIE_SECRET, extra_b=URI (a second destination in zone-b)."""
+secret=COOKIE_SECRET, extra_b=URI (a second destination in zone-b),
+extra_a=URI (a second destination in zone-a), chat_a=URI and chat_b=URI (the
+chat cluster's destinations instead of zone-a's and zone-b's)."""
 import sys
 
 out, port, a, b = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -33,7 +35,7 @@ clusters:
       - name: zone-a
         weight: {weight_a}
         destinations:
-          - {{ uri: "{a}" }}
+          - {{ uri: "{a}" }}{extra_a}
       - name: zone-b
         weight: {weight_b}
         destinations:
@@ -42,11 +44,12 @@ clusters:
     zones:
       - name: zone-a
         destinations:
-          - {{ uri: "{a}" }}
+          - {{ uri: "{chat_a}" }}
       - name: zone-b
         destinations:
-          - {{ uri: "{b}" }}
+          - {{ uri: "{chat_b}" }}
 """.format(port=port, a=uri(a), b=uri(b),
+           chat_a=uri(opt.get("chat_a", a)), chat_b=uri(opt.get("chat_b", b)),
            log=opt.get("log", "info"),
            prefer_local=opt.get("prefer_local", "false"),
            max_attempts=opt.get("max_attempts", "3"),
@@ -56,7 +59,9 @@ clusters:
            weight_b=opt.get("weight_b", "50"),
            secret=opt.get("secret", "integration-test-secret-0123456789"),
            extra_b=('\n          - {{ uri: "{}" }}'.format(uri(opt["extra_b"]))
-                    if "extra_b" in opt else ""))
+                    if "extra_b" in opt else ""),
+           extra_a=('\n          - {{ uri: "{}" }}'.format(uri(opt["extra_a"]))
+                    if "extra_a" in opt else ""))
 if "admin" in opt:
     yaml += "admin: {{ address: 127.0.0.1, port: {}, token: \"{}\" }}\n".format(
         opt["admin"], opt.get("token", ""))
