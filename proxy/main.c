@@ -96,6 +96,21 @@ static int worker_drain(kl_worker_t *w, const char *zone, const char *uri, bool 
     return kl_router_drain(w->router, zone, uri, on);
 }
 
+static int worker_fault_add(kl_worker_t *w, const kl_fault_t *f)
+{
+    return kl_router_fault_add(w->router, f, kl_now_ms());
+}
+
+static int worker_fault_del(kl_worker_t *w, unsigned id)
+{
+    return kl_router_fault_del(w->router, id);
+}
+
+static size_t worker_faults(kl_worker_t *w, kl_fault_t *out, size_t cap)
+{
+    return kl_router_faults(w->router, kl_now_ms(), out, cap);
+}
+
 static int worker_start(kl_worker_t *w)
 {
     w->collect = worker_collect;
@@ -312,7 +327,10 @@ static int run(const char *path)
                                .conf = host_conf,
                                .reload = host_reload,
                                .worker_state = worker_state,
-                               .worker_drain = worker_drain};
+                               .worker_drain = worker_drain,
+                               .worker_fault_add = worker_fault_add,
+                               .worker_fault_del = worker_fault_del,
+                               .worker_faults = worker_faults};
     daemon_conf_stats(&d);
     kl_stats_set(d.stats, KL_ST_START_TIME, NULL, (double)time(NULL));
     {

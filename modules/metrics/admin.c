@@ -1,6 +1,7 @@
 /* The admin HTTP API (see admin.h). */
 #include "modules/metrics/admin.h"
 
+#include "core/cfg.h"
 #include "core/errors.h"
 #include "core/log.h"
 
@@ -14,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ADMIN_MAX_BODY 65536
+#define ADMIN_MAX_BODY     65536
+#define ADMIN_MAX_FAULT_MS (10u * 60 * 1000) /* a fault lifts itself within 10 min */
 
 struct kl_admin {
     struct event_base *base;
@@ -25,6 +27,7 @@ struct kl_admin {
     char *token; /* NULL or "": POSTs unguarded */
     const kl_admin_host_t *host;
     kl_log_ctx_t log;
+    unsigned next_fault_id;
 };
 
 /* ---- answers ---- */
@@ -304,6 +307,205 @@ static void h_drain(kl_admin_t *a, struct evhttp_request *req, const char *zone,
                    : json_pack("{s:s, s:b}", "zone", zone, "drained", on));
 }
 
+/* ---- fault injection ---- */
+
+typedef struct fault_call {
+    const kl_admin_host_t *host;
+    kl_fault_t f;
+    unsigned id;
+    int rc;
+    kl_fault_t list[KL_ROUTER_MAX_FAULTS];
+    size_t n;
+} fault_call_t;
+
+static void fault_add_worker(kl_worker_t *w, void *arg)
+{
+    fault_call_t *fc = arg;
+
+    fc->rc = fc->host->worker_fault_add(w, &fc->f);
+}
+
+static void fault_del_worker(kl_worker_t *w, void *arg)
+{
+    fault_call_t *fc = arg;
+
+    fc->rc = fc->host->worker_fault_del(w, fc->id);
+}
+
+static void fault_list_worker(kl_worker_t *w, void *arg)
+{
+    fault_call_t *fc = arg;
+
+    fc->n = fc->host->worker_faults(w, fc->list, KL_ROUTER_MAX_FAULTS);
+}
+
+static json_t *fault_json(const kl_fault_t *f, uint64_t now_ms)
+{
+    json_t *o =
+        json_pack("{s:i, s:s, s:s, s:b, s:I}", "id", (int)f->id, "kind",
+                  kl_fault_kind_name(f->kind), "zone", f->zone, "in_dialog", f->in_dialog,
+                  "remaining_ms", (json_int_t)(f->until_ms > now_ms ? f->until_ms - now_ms : 0));
+
+    if (o != NULL && f->uri[0] != '\0')
+        json_object_set_new(o, "destination", json_string(f->uri));
+    if (o != NULL && f->kind == KL_FAULT_DELAY)
+        json_object_set_new(o, "delay_ms", json_integer(f->delay_ms));
+    return o;
+}
+
+/* A duration member: "250ms"/"5s"/"2m" or a number of seconds. */
+static int json_duration(json_t *v, uint32_t *ms)
+{
+    if (json_is_string(v))
+        return kl_cfg_duration(json_string_value(v), ms);
+    if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 86400) {
+        *ms = (uint32_t)json_integer_value(v) * 1000u;
+        return KL_OK;
+    }
+    return KL_EINVAL;
+}
+
+static void h_fault_add(kl_admin_t *a, struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    char *body = malloc(len + 1);
+    json_error_t jerr;
+    json_t *j, *v;
+    fault_call_t fc = {.host = a->host};
+    const char *kind, *zone;
+    uint32_t dur = 0, delay = 0;
+    char msg[300];
+    uint64_t now = kl_now_ms();
+
+    if (body == NULL) {
+        reply_error(req, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    evbuffer_copyout(in, body, len);
+    body[len] = '\0';
+    j = json_loadb(body, len, 0, &jerr);
+    free(body);
+    if (!json_is_object(j)) {
+        snprintf(msg, sizeof(msg), "expected a JSON object: %s (line %d, column %d)",
+                 j == NULL ? jerr.text : "not an object", jerr.line, jerr.column);
+        json_decref(j);
+        reply_error(req, 400, "Bad Request", msg);
+        return;
+    }
+    kind = json_string_value(json_object_get(j, "kind"));
+    zone = json_string_value(json_object_get(j, "zone"));
+    if (kind == NULL || (strcmp(kind, "abort") != 0 && strcmp(kind, "delay") != 0 &&
+                         strcmp(kind, "blackhole") != 0)) {
+        reply_error(req, 400, "Bad Request",
+                    "kind: expected \"abort\", \"delay\" or \"blackhole\"");
+        goto out;
+    }
+    fc.f.kind = kind[0] == 'a'   ? KL_FAULT_ABORT
+                : kind[0] == 'd' ? KL_FAULT_DELAY
+                                 : KL_FAULT_BLACKHOLE;
+    if (zone == NULL || strlen(zone) >= sizeof(fc.f.zone)) {
+        reply_error(req, 400, "Bad Request", "zone: expected the name of a zone");
+        goto out;
+    }
+    snprintf(fc.f.zone, sizeof(fc.f.zone), "%s", zone);
+    v = json_object_get(j, "destination");
+    if (v != NULL && (!json_is_string(v) || json_string_length(v) >= sizeof(fc.f.uri))) {
+        reply_error(req, 400, "Bad Request", "destination: expected a destination's URI");
+        goto out;
+    }
+    if (v != NULL)
+        snprintf(fc.f.uri, sizeof(fc.f.uri), "%s", json_string_value(v));
+    if (json_duration(json_object_get(j, "duration"), &dur) != KL_OK || dur == 0 ||
+        dur > ADMIN_MAX_FAULT_MS) {
+        reply_error(req, 400, "Bad Request",
+                    "duration: expected a duration above 0 and at most 10m (\"30s\", \"2m\", or "
+                    "seconds)");
+        goto out;
+    }
+    if (fc.f.kind == KL_FAULT_DELAY &&
+        (json_duration(json_object_get(j, "delay"), &delay) != KL_OK || delay == 0 ||
+         delay > 60000)) {
+        reply_error(req, 400, "Bad Request",
+                    "delay: a delay fault needs a delay above 0 and at most 60s (\"200ms\")");
+        goto out;
+    }
+    v = json_object_get(j, "in_dialog");
+    if (v != NULL && !json_is_boolean(v)) {
+        reply_error(req, 400, "Bad Request", "in_dialog: expected true or false");
+        goto out;
+    }
+    fc.f.in_dialog = v != NULL && json_is_true(v);
+    fc.f.delay_ms = delay;
+    fc.f.until_ms = now + dur;
+    fc.f.id = ++a->next_fault_id;
+    for (unsigned i = 0; i < *a->host->nworkers; i++) {
+        fc.rc = KL_ENOENT;
+        kl_worker_call(a->host->workers[i], fault_add_worker, &fc);
+        if (fc.rc != KL_OK)
+            break;
+    }
+    if (fc.rc == KL_ENOENT) {
+        snprintf(msg, sizeof(msg), "no %s %.200s", fc.f.uri[0] ? "destination" : "zone",
+                 fc.f.uri[0] ? fc.f.uri : fc.f.zone);
+        reply_error(req, 404, "Not Found", msg);
+        goto out;
+    }
+    if (fc.rc != KL_OK) {
+        reply_error(req, 409, "Conflict", "too many active faults");
+        goto out;
+    }
+    {
+        const char *l[] = {kind};
+
+        kl_stats_add(a->host->daemon_stats, KL_ST_FAULTS_INJECTED, l, 1);
+    }
+    kl_log(KL_LOG_WARN, &a->log,
+           "event=fault_injected id=%u kind=%s zone=%s dest=%s duration_ms=%u delay_ms=%u "
+           "in_dialog=%d",
+           fc.f.id, kind, fc.f.zone, fc.f.uri[0] ? fc.f.uri : "*", dur, delay, fc.f.in_dialog);
+    reply_json(req, 201, "Created", fault_json(&fc.f, now));
+out:
+    json_decref(j);
+}
+
+static void h_faults_list(kl_admin_t *a, struct evhttp_request *req)
+{
+    fault_call_t fc = {.host = a->host};
+    json_t *arr = json_array();
+    uint64_t now = kl_now_ms();
+
+    if (*a->host->nworkers > 0)
+        kl_worker_call(a->host->workers[0], fault_list_worker, &fc);
+    for (size_t i = 0; i < fc.n; i++)
+        json_array_append_new(arr, fault_json(&fc.list[i], now));
+    reply_json(req, 200, "OK", json_pack("{s:o}", "faults", arr));
+}
+
+static void h_fault_del(kl_admin_t *a, struct evhttp_request *req, const char *ids)
+{
+    fault_call_t fc = {.host = a->host, .rc = KL_ENOENT};
+    char *end = NULL;
+    unsigned long id = strtoul(ids, &end, 10);
+    bool found = false;
+
+    if (end == ids || *end != '\0' || id == 0 || id > 0xffffffffu) {
+        reply_error(req, 404, "Not Found", "no such fault");
+        return;
+    }
+    fc.id = (unsigned)id;
+    for (unsigned i = 0; i < *a->host->nworkers; i++) {
+        kl_worker_call(a->host->workers[i], fault_del_worker, &fc);
+        found = found || fc.rc == KL_OK;
+    }
+    if (!found) {
+        reply_error(req, 404, "Not Found", "no such fault (or it has expired)");
+        return;
+    }
+    kl_log(KL_LOG_WARN, &a->log, "event=fault_lifted id=%u", fc.id);
+    reply_json(req, 200, "OK", json_pack("{s:i, s:b}", "id", (int)fc.id, "lifted", 1));
+}
+
 /* ---- routing ---- */
 
 static bool authorized(kl_admin_t *a, struct evhttp_request *req)
@@ -391,7 +593,7 @@ static void admin_cb(struct evhttp_request *req, void *arg)
         reply_error(req, 400, "Bad Request", "the path does not decode");
         return;
     }
-    if (post && !authorized(a, req)) {
+    if ((post || cmd == EVHTTP_REQ_DELETE) && !authorized(a, req)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                           "Bearer realm=\"keel\"");
         reply_error(req, 401, "Unauthorized", "a valid bearer token is needed");
@@ -432,6 +634,17 @@ static void admin_cb(struct evhttp_request *req, void *arg)
             method_not_allowed(req, "POST");
         else
             h_drain(a, req, seg[2], seg[4], IS(5, "drain"));
+    } else if ((n == 2 || n == 3) && IS(0, "v1") && IS(1, "faults")) {
+        if (!a->host->conf(a->host->arg)->admin.faults)
+            reply_error(req, 403, "Forbidden", "fault injection is off (admin.faults: false)");
+        else if (n == 2 && get)
+            h_faults_list(a, req);
+        else if (n == 2 && post)
+            h_fault_add(a, req);
+        else if (n == 3 && cmd == EVHTTP_REQ_DELETE)
+            h_fault_del(a, req, seg[2]);
+        else
+            method_not_allowed(req, n == 2 ? "GET, HEAD, POST" : "DELETE");
     } else {
         reply_error(req, 404, "Not Found", "no such path");
     }

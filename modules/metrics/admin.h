@@ -8,6 +8,7 @@
  *   POST /v1/reload                validate and swap the config file; 400 with the errors
  *   POST /v1/zones/{z}/drain       no new dialogs to zone z (and /undrain)
  *   POST /v1/zones/{z}/destinations/{uri}/drain   one destination ({uri} percent-encoded)
+ *   GET/POST /v1/faults, DELETE /v1/faults/{id}   game-day faults (admin.faults: true)
  *
  * Answers are JSON through jansson (except /metrics). Unknown paths get 404,
  * wrong methods 405 with Allow, a missing or wrong bearer token on a POST
@@ -19,6 +20,7 @@
 #include "core/conf-t.h"
 #include "core/stats.h"
 #include "core/worker.h"
+#include "upstream/router.h"
 
 #include <jansson.h>
 
@@ -46,6 +48,10 @@ typedef struct kl_admin_host {
     json_t *(*worker_state)(kl_worker_t *w);
     /* On worker <w>'s thread: drain or undrain. KL_OK or KL_ENOENT. */
     int (*worker_drain)(kl_worker_t *w, const char *zone, const char *uri, bool on);
+    /* On worker <w>'s thread: fault injection (upstream/router.h). */
+    int (*worker_fault_add)(kl_worker_t *w, const kl_fault_t *f);
+    int (*worker_fault_del)(kl_worker_t *w, unsigned id);
+    size_t (*worker_faults)(kl_worker_t *w, kl_fault_t *out, size_t cap);
 } kl_admin_host_t;
 
 typedef struct kl_admin kl_admin_t;

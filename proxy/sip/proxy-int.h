@@ -47,6 +47,7 @@ struct kl_ctx {
     bool reported;       /* the outcome went to the router */
     bool initial_invite; /* an INVITE that creates a call (not a re-INVITE) */
     bool in_flight;      /* counted in keel_transactions_in_flight */
+    bool delayed;        /* an injected delay holds the first send (t_retrans) */
     kl_class_t cls;      /* the request's traffic class */
     unsigned retrans_ms;
     struct event t_retrans;                   /* Timer A / E */

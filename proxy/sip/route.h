@@ -22,6 +22,17 @@ typedef enum {
 
 const char *kl_class_name(kl_class_t c); /* "call", "chat", "other", "emergency" */
 
+/* Game-day fault injection (DESIGN.md "Observability", /v1/faults): what the
+ * policy asks the proxy to do to one attempt instead of sending it. */
+typedef enum {
+    KL_FAULT_NONE = 0,
+    KL_FAULT_ABORT,     /* not sent: the destination is taken to have answered 503 */
+    KL_FAULT_DELAY,     /* sent after fault_delay_ms */
+    KL_FAULT_BLACKHOLE, /* never sent: the attempt times out */
+} kl_fault_kind_t;
+
+const char *kl_fault_kind_name(kl_fault_kind_t k); /* "abort", "delay", "blackhole" */
+
 /* What the policy needs to know of a new request. */
 typedef struct kl_route_req {
     const char *method;    /* request-line method */
@@ -42,6 +53,8 @@ typedef struct kl_target {
     kl_addr_t addr;
     kl_class_t cls; /* the request's class, for the bulkheads */
     bool call;      /* an initial INVITE: counts as a call of its zone until released */
+    kl_fault_kind_t fault;   /* an injected fault for this attempt */
+    uint32_t fault_delay_ms; /* KL_FAULT_DELAY */
 } kl_target_t;
 
 typedef enum {

@@ -200,7 +200,11 @@ static void ctx_report(kl_ctx_t *c, kl_outcome_t o, int code)
 
 static void ctx_send(kl_ctx_t *c, const char *buf, size_t len)
 {
-    int rc = kl_tp_send(c->p->w->tp, c->target.transport, &c->target.addr, buf, len);
+    int rc;
+
+    if (c->target.fault == KL_FAULT_BLACKHOLE)
+        return; /* injected: the destination hears nothing */
+    rc = kl_tp_send(c->p->w->tp, c->target.transport, &c->target.addr, buf, len);
 
     if (rc != KL_OK)
         kl_log(KL_LOG_DEBUG, &c->p->w->log, "event=send_failed dest=%s err=%s", c->target.uri,
@@ -242,6 +246,16 @@ static void ctx_retrans_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->final)
         return;
+    if (c->delayed) {
+        /* an injected delay is over: the first send, then the usual timers */
+        c->delayed = false;
+        ctx_send(c, c->req, c->reqlen);
+        if (c->target.transport == KL_TP_UDP) {
+            c->retrans_ms = KL_T1;
+            timer_arm(&c->t_retrans, c->retrans_ms);
+        }
+        return;
+    }
     ctx_send(c, c->req, c->reqlen);
     if (c->invite)
         c->retrans_ms *= 2; /* Timer A: doubles until Timer B */
@@ -593,7 +607,31 @@ static int ptx_send_attempt(kl_ptx_t *t, kl_target_t *target, bool in_dialog)
 
         kl_stats_add(p->w->stats, KL_ST_CALLS_SEIZED, l, 1);
     }
-    rc = kl_tp_send(p->w->tp, target->transport, &target->addr, c->req, c->reqlen);
+    if (target->fault != KL_FAULT_NONE) {
+        const char *l[] = {kl_fault_kind_name(target->fault), target->zone};
+
+        kl_stats_add(p->w->stats, KL_ST_FAULT_HITS, l, 1);
+    }
+    if (target->fault == KL_FAULT_ABORT) {
+        /* injected: as if the destination had answered 503, nothing sent */
+        ctx_report(c, KL_OUTCOME_FAILURE, 503);
+        if (better(503, t->best_code)) {
+            free(t->best);
+            t->best = NULL;
+            t->best_code = 503;
+        }
+        ctx_free(c);
+        return KL_EPERM;
+    }
+    if (target->fault == KL_FAULT_DELAY && target->fault_delay_ms > 0) {
+        c->delayed = true;
+        timer_arm(&c->t_retrans, target->fault_delay_ms);
+        rc = KL_OK;
+    } else if (target->fault == KL_FAULT_BLACKHOLE) {
+        rc = KL_OK;
+    } else {
+        rc = kl_tp_send(p->w->tp, target->transport, &target->addr, c->req, c->reqlen);
+    }
     if (rc != KL_OK) {
         ctx_report(c, KL_OUTCOME_TRANSPORT, 503);
         ctx_free(c);
@@ -606,7 +644,7 @@ static int ptx_send_attempt(kl_ptx_t *t, kl_target_t *target, bool in_dialog)
     }
     c->in_flight = true;
     st_inflight(c, +1);
-    if (target->transport == KL_TP_UDP) {
+    if (target->transport == KL_TP_UDP && !c->delayed && target->fault != KL_FAULT_BLACKHOLE) {
         c->retrans_ms = KL_T1;
         timer_arm(&c->t_retrans, c->retrans_ms);
     }
@@ -636,11 +674,14 @@ static void ptx_attempt(kl_ptx_t *t)
         t->attempts++;
         kl_log(KL_LOG_DEBUG, &p->w->log, "event=attempt call_id=%s n=%u zone=%s dest=%s",
                t->call_id, t->attempts, target.zone, target.uri);
-        if (ptx_send_attempt(t, &target, false) == KL_OK)
+        rc = ptx_send_attempt(t, &target, false);
+        if (rc == KL_OK)
             return;
         if (t->attempts < t->cluster->failover.max_attempts) {
-            p->failovers[2]++;
-            st_failover(t, 2);
+            int cause = rc == KL_EPERM ? 0 : 2; /* an injected abort is a 503 */
+
+            p->failovers[cause]++;
+            st_failover(t, cause);
         }
     }
     ptx_finish(t);
@@ -1036,6 +1077,20 @@ void kl__txn_shutdown(kl_proxy_t *p)
     }
     kl_htab_free(&p->servers);
     kl_htab_free(&p->clients);
+}
+
+const char *kl_fault_kind_name(kl_fault_kind_t k)
+{
+    switch (k) {
+    case KL_FAULT_ABORT:
+        return "abort";
+    case KL_FAULT_DELAY:
+        return "delay";
+    case KL_FAULT_BLACKHOLE:
+        return "blackhole";
+    default:
+        return "none";
+    }
 }
 
 const char *kl_class_name(kl_class_t c)

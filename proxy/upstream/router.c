@@ -69,6 +69,8 @@ struct kl_router {
     size_t ndrained_zones;
     kl_htab_t zones; /* zone_state_t by name */
     zone_state_t *zone_list;
+    kl_fault_t faults[KL_ROUTER_MAX_FAULTS];
+    size_t nfaults;
 };
 
 typedef struct tried {
@@ -598,6 +600,83 @@ static void target_take(kl_dest_state_t *s, const kl_plan_t *p, kl_target_t *out
     target_account(out, +1);
 }
 
+/* ---- injected faults ---- */
+
+static bool zone_known(const kl_router_t *r, const char *zone);
+
+static void faults_expire(kl_router_t *r, uint64_t now_ms)
+{
+    for (size_t i = 0; i < r->nfaults;) {
+        if (r->faults[i].until_ms <= now_ms)
+            r->faults[i] = r->faults[--r->nfaults];
+        else
+            i++;
+    }
+}
+
+/* Marks <out> with the first active fault that covers its destination. */
+static void fault_apply(kl_router_t *r, const kl_dest_state_t *s, kl_target_t *out, bool in_dialog,
+                        uint64_t now_ms)
+{
+    if (r->nfaults == 0)
+        return;
+    faults_expire(r, now_ms);
+    for (size_t i = 0; i < r->nfaults; i++) {
+        const kl_fault_t *f = &r->faults[i];
+
+        if ((in_dialog && !f->in_dialog) || strcmp(f->zone, s->zone) != 0 ||
+            (f->uri[0] != '\0' && strcmp(f->uri, s->uri) != 0))
+            continue;
+        out->fault = f->kind;
+        out->fault_delay_ms = f->delay_ms;
+        return;
+    }
+}
+
+int kl_router_fault_add(kl_router_t *r, const kl_fault_t *f, uint64_t now_ms)
+{
+    faults_expire(r, now_ms);
+    if (!zone_known(r, f->zone))
+        return KL_ENOENT;
+    if (f->uri[0] != '\0') {
+        const kl_dest_state_t *s = kl_registry_find(&r->reg, f->zone, f->uri);
+
+        if (s == NULL || !s->in_config)
+            return KL_ENOENT;
+    }
+    for (size_t i = 0; i < r->nfaults; i++) {
+        if (r->faults[i].id == f->id) {
+            r->faults[i] = *f;
+            return KL_OK;
+        }
+    }
+    if (r->nfaults >= KL_ROUTER_MAX_FAULTS)
+        return KL_ETOOBIG;
+    r->faults[r->nfaults++] = *f;
+    return KL_OK;
+}
+
+int kl_router_fault_del(kl_router_t *r, unsigned id)
+{
+    for (size_t i = 0; i < r->nfaults; i++) {
+        if (r->faults[i].id == id) {
+            r->faults[i] = r->faults[--r->nfaults];
+            return KL_OK;
+        }
+    }
+    return KL_ENOENT;
+}
+
+size_t kl_router_faults(kl_router_t *r, uint64_t now_ms, kl_fault_t *out, size_t cap)
+{
+    size_t n = 0;
+
+    faults_expire(r, now_ms);
+    for (size_t i = 0; i < r->nfaults && n < cap; i++)
+        out[n++] = r->faults[i];
+    return n;
+}
+
 /* ---- the operations ---- */
 
 static kl_plan_t *router_plan_new(void *router, const kl_route_req_t *req)
@@ -670,6 +749,7 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
     p->tried[p->ntried].dest = (uint32_t)d;
     p->ntried++;
     target_take(zr->dests[d], p, out);
+    fault_apply(router, zr->dests[d], out, false, kl_now_ms());
     return KL_OK;
 }
 
@@ -693,6 +773,7 @@ static int router_lookup(void *router, const char *zone, const char *uri, kl_tar
     target_fill(s, out); /* the ref kl_registry_get_uri took is the target's */
     out->cls = KL_CLASS_CALL;
     target_account(out, +1);
+    fault_apply(r, s, out, true, kl_now_ms());
     return KL_OK;
 }
 

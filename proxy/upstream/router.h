@@ -81,6 +81,31 @@ struct json_t;
  * destinations with this worker's state. NULL when memory ran out. */
 struct json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms);
 
+/* An injected fault on a zone (uri "") or one destination, until until_ms
+ * (monotonic). It touches new requests only unless in_dialog. */
+typedef struct kl_fault {
+    unsigned id;
+    kl_fault_kind_t kind;
+    char zone[64];
+    char uri[256];
+    uint32_t delay_ms;
+    uint64_t until_ms;
+    bool in_dialog;
+} kl_fault_t;
+
+#define KL_ROUTER_MAX_FAULTS 32
+
+/* Adds <f> (copied). Returns KL_OK, KL_ENOENT (no such zone or destination
+ * in the current snapshot) or KL_ETOOBIG (KL_ROUTER_MAX_FAULTS active). */
+int kl_router_fault_add(kl_router_t *r, const kl_fault_t *f, uint64_t now_ms);
+
+/* Lifts fault <id>. KL_OK or KL_ENOENT. */
+int kl_router_fault_del(kl_router_t *r, unsigned id);
+
+/* Copies the faults still active at <now_ms> into <out> (at most <cap>) and
+ * returns how many; expired ones are dropped. */
+size_t kl_router_faults(kl_router_t *r, uint64_t now_ms, kl_fault_t *out, size_t cap);
+
 extern const kl_router_ops_t kl_router_ops;
 
 #endif
