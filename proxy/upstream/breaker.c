@@ -76,6 +76,11 @@ static bool breaker_share_tripped(const kl_breaker_t *b, const kl_conf_outlier_t
     return (uint64_t)b->win_failures * 100 >= (uint64_t)conf->failure_percent * b->win_requests;
 }
 
+static bool breaker_run_tripped(const kl_breaker_t *b, const kl_conf_outlier_t *conf)
+{
+    return conf->consecutive_failures > 0 && b->consecutive >= conf->consecutive_failures;
+}
+
 void kl_breaker_init(kl_breaker_t *b, uint64_t now_ms)
 {
     *b = (kl_breaker_t){
@@ -101,49 +106,50 @@ bool kl_breaker_record(kl_breaker_t *b, const kl_conf_outlier_t *conf, bool fail
         b->win_failures++;
     if (b->consecutive < UINT32_MAX)
         b->consecutive++;
-    return conf->consecutive_failures > 0 && b->consecutive >= conf->consecutive_failures;
+    return breaker_run_tripped(b, conf);
 }
 
 kl_breaker_state_t kl_breaker_try_eject(kl_breaker_t *b, const kl_conf_outlier_t *conf,
-                                        uint64_t now_ms, unsigned zone_ejected,
-                                        unsigned zone_total)
+                                        uint64_t now_ms, unsigned zone_ejected, unsigned zone_total)
 {
     kl_breaker_why_t why = KL_BREAKER_WHY_CONSECUTIVE;
 
     if (b->state != KL_BREAKER_CLOSED || !breaker_zone_allows(conf, zone_ejected, zone_total))
         return KL_BREAKER_NONE;
-    if (conf->consecutive_failures == 0 || b->consecutive < conf->consecutive_failures)
+    if (!breaker_run_tripped(b, conf))
         why = breaker_share_tripped(b, conf) ? KL_BREAKER_WHY_FAILURE_SHARE : KL_BREAKER_WHY_NONE;
     breaker_eject(b, conf, now_ms, why);
     return KL_BREAKER_EJECTED;
 }
 
-kl_breaker_state_t kl_breaker_tick(kl_breaker_t *b, const kl_conf_outlier_t *conf,
-                                   uint64_t now_ms, unsigned zone_ejected, unsigned zone_total)
+kl_breaker_state_t kl_breaker_tick(kl_breaker_t *b, const kl_conf_outlier_t *conf, uint64_t now_ms,
+                                   unsigned zone_ejected, unsigned zone_total)
 {
     kl_breaker_state_t change = KL_BREAKER_NONE;
     uint64_t interval = conf->interval ? conf->interval : 1, intervals;
+    bool allowed = breaker_zone_allows(conf, zone_ejected, zone_total), tripped;
 
     if (b->state == KL_BREAKER_EJECTED && now_ms >= b->until_ms) {
         b->state = KL_BREAKER_HALF_OPEN;
         b->trial_in_flight = false;
         change = KL_BREAKER_HALF_OPEN;
     }
-    if (b->state == KL_BREAKER_CLOSED && conf->consecutive_failures > 0 &&
-        b->consecutive >= conf->consecutive_failures &&
-        breaker_zone_allows(conf, zone_ejected, zone_total)) {
+    if (b->state == KL_BREAKER_CLOSED && breaker_run_tripped(b, conf) && allowed) {
         breaker_eject(b, conf, now_ms, KL_BREAKER_WHY_CONSECUTIVE);
         return KL_BREAKER_EJECTED;
     }
     if (now_ms < b->win_start_ms + interval)
         return change;
     intervals = (now_ms - b->win_start_ms) / interval;
-    if (b->state == KL_BREAKER_CLOSED && breaker_share_tripped(b, conf) &&
-        breaker_zone_allows(conf, zone_ejected, zone_total)) {
+    tripped = breaker_share_tripped(b, conf);
+    if (b->state == KL_BREAKER_CLOSED && tripped && allowed) {
         breaker_eject(b, conf, now_ms, KL_BREAKER_WHY_FAILURE_SHARE);
         return KL_BREAKER_EJECTED;
     }
-    if (b->state == KL_BREAKER_CLOSED && b->closed_ms <= b->win_start_ms)
+    /* an interval is healthy when it was spent closed and no rule tripped
+     * (one kept in only by its zone's share is not healthy) */
+    if (b->state == KL_BREAKER_CLOSED && b->closed_ms <= b->win_start_ms && !tripped &&
+        !breaker_run_tripped(b, conf))
         b->multiplier -= intervals < b->multiplier ? (unsigned)intervals : b->multiplier;
     breaker_window_reset(b, now_ms);
     return change;

@@ -25,7 +25,8 @@
  *
  * The multiplier ("times ejected") grows by one per ejection, never beyond
  * max_ejection / base_ejection (rounded up), and decays by one for each
- * whole interval the destination spends closed. An ejection lasts
+ * healthy interval: a whole interval spent closed with neither rule met
+ * (one kept in only by its zone's share is not healthy). An ejection lasts
  * min(base_ejection x multiplier, max_ejection).
  *
  * A zone never has more than conf->max_ejected_percent of its destinations
@@ -105,11 +106,12 @@ kl_breaker_state_t kl_breaker_try_eject(kl_breaker_t *b, const kl_conf_outlier_t
  * kl_breaker_next_ms()): it ends an ejection whose time is up (-> HALF_OPEN)
  * and, once per conf->interval measured from the last evaluation, applies
  * the failure-share rule (>= min_requests results, at least one, and
- * failures x 100 >= failure_percent x results) and the consecutive rule to a
- * CLOSED breaker, decays the multiplier for each whole interval spent
- * closed, and starts a new interval. Returns the change it made. */
-kl_breaker_state_t kl_breaker_tick(kl_breaker_t *b, const kl_conf_outlier_t *conf,
-                                   uint64_t now_ms, unsigned zone_ejected, unsigned zone_total);
+ * failures x 100 >= failure_percent x results) to a CLOSED breaker, decays
+ * the multiplier by the number of whole healthy intervals elapsed, and
+ * starts a new interval. The consecutive rule is checked at every call.
+ * Returns the change it made. */
+kl_breaker_state_t kl_breaker_tick(kl_breaker_t *b, const kl_conf_outlier_t *conf, uint64_t now_ms,
+                                   unsigned zone_ejected, unsigned zone_total);
 
 /* May a request go to this destination now? CLOSED: yes. EJECTED: no.
  * HALF_OPEN: yes exactly once (that request is the trial, and the caller

@@ -29,8 +29,8 @@ static bool budget_rate_allows(const kl_budget_t *b, const kl_conf_retry_budget_
 {
     /* (retries + 1) <= percent% x requests + min x window seconds, in
      * hundredths so that small windows are not rounded away */
-    uint64_t allowed = (uint64_t)conf->percent * b->win_requests +
-                       (uint64_t)conf->min * KL_BUDGET_BUCKETS * 100;
+    uint64_t allowed =
+        (uint64_t)conf->percent * b->win_requests + (uint64_t)conf->min * KL_BUDGET_BUCKETS * 100;
 
     return (b->win_retries + 1) * 100 <= allowed;
 }
@@ -92,8 +92,7 @@ void kl_budget_retry_done(kl_budget_t *b)
         b->active--;
 }
 
-uint64_t kl_budget_rate_left(kl_budget_t *b, const kl_conf_retry_budget_t *conf,
-                             uint64_t now_ms)
+uint64_t kl_budget_rate_left(kl_budget_t *b, const kl_conf_retry_budget_t *conf, uint64_t now_ms)
 {
     uint64_t allowed;
 

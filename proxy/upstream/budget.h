@@ -34,10 +34,10 @@ typedef struct kl_budget {
     uint32_t retries[KL_BUDGET_BUCKETS];
     uint64_t win_requests; /* sums over the ring */
     uint64_t win_retries;
-    unsigned active;           /* failovers in flight */
-    uint64_t retries_total;    /* for metrics */
-    uint64_t denied_rate;      /* refused by the rate limit */
-    uint64_t denied_inflight;  /* refused by the concurrency limit */
+    unsigned active;          /* failovers in flight */
+    uint64_t retries_total;   /* for metrics */
+    uint64_t denied_rate;     /* refused by the rate limit */
+    uint64_t denied_inflight; /* refused by the concurrency limit */
 } kl_budget_t;
 
 /* Starts <b> empty at <now_ms>. */
@@ -59,7 +59,6 @@ bool kl_budget_try_retry(kl_budget_t *b, const kl_conf_retry_budget_t *conf,
 void kl_budget_retry_done(kl_budget_t *b);
 
 /* The number of failovers the rate limit would still allow now. */
-uint64_t kl_budget_rate_left(kl_budget_t *b, const kl_conf_retry_budget_t *conf,
-                             uint64_t now_ms);
+uint64_t kl_budget_rate_left(kl_budget_t *b, const kl_conf_retry_budget_t *conf, uint64_t now_ms);
 
 #endif

@@ -75,8 +75,7 @@ bool kl_health_accepts(const kl_conf_health_t *conf, int code)
     return false;
 }
 
-void kl_health_init(kl_health_t *h, const kl_conf_health_t *conf, uint64_t now_ms,
-                    uint32_t rand32)
+void kl_health_init(kl_health_t *h, const kl_conf_health_t *conf, uint64_t now_ms, uint32_t rand32)
 {
     *h = (kl_health_t){
         .up = true,

@@ -54,8 +54,7 @@ typedef struct kl_health {
 /* Starts <h> up, at full health (DESIGN.md: destinations start up and only
  * evidence marks them down), with the first probe due one jittered interval
  * after <now_ms>. <rand32> is any uniformly drawn 32-bit number. */
-void kl_health_init(kl_health_t *h, const kl_conf_health_t *conf, uint64_t now_ms,
-                    uint32_t rand32);
+void kl_health_init(kl_health_t *h, const kl_conf_health_t *conf, uint64_t now_ms, uint32_t rand32);
 
 /* Returns true when a probe should be sent now: none is in flight and the
  * next one is due. Down destinations are due like up ones. Whether checks
