@@ -32,9 +32,9 @@ out=$(promtool check metrics <"$TMP/load.prom" 2>&1) || fail "promtool check met
 [ -z "$out" ] || fail "promtool check metrics found problems: $out"
 pass "promtool check metrics is clean on a scrape taken with $up calls up"
 
-sleep 1 # the last BYE's 200 back through keel, the servers' stats flushed
+sleep 1.5 # the last BYE's 200 back through keel, the servers' stats flushed
 scrape "$TMP/p1.prom"
-a1=$(stat uasa "IncomingCall(C)"); b1=$(stat uasb "IncomingCall(C)")
+a1=$(uas_count uasa INVITE_Recv); b1=$(uas_count uasb INVITE_Recv)
 echo "phase 1: zone-a got $a1, zone-b got $b1"
 [ $((a1 + b1)) -eq 20 ] || fail "the servers got $((a1 + b1)) calls, not 20"
 
@@ -68,7 +68,7 @@ expect p1 20 keel_call_duration_seconds_count
 expect p1 0 keel_call_duration_seconds_bucket le=1
 expect p1 20 keel_call_duration_seconds_bucket le=5
 expect p1 0 keel_calls_in_flight
-expect p1 0 keel_transactions_in_flight
+expect p1 0 keel_transactions_in_flight class=call
 pass "20 calls: INVITE/ACK/BYE 20 each, seized=answered per zone as the servers saw ($a1/$b1), 0 failovers, 0 in flight"
 
 # ---- phase 2: zone-a's server answers 503: calls that try it fail over ----
@@ -78,7 +78,7 @@ run_uac uac2 "127.0.0.1:$port" uac_call.xml -s 1000 -m 40 -r 20 -d 100 -timeout 
     || fail "sipp uac2: not every call succeeded: $(tail -5 "$TMP/uac2.log")"
 sleep 1.5
 scrape "$TMP/p2.prom"
-a2=$(stat uasa503 "IncomingCall(C)"); b2=$(( $(stat uasb "IncomingCall(C)") - b1 ))
+a2=$(uas_count uasa503 INVITE_Recv); b2=$(( $(uas_count uasb INVITE_Recv) - b1 ))
 echo "phase 2: zone-a (503) got $a2, zone-b got $b2"
 [ "$b2" -eq 40 ] || fail "zone-b completed $b2 of the 40 calls"
 [ "$a2" -gt 0 ] || fail "no call tried zone-a first: no failover to count"
@@ -96,7 +96,7 @@ expect p2 "$a2" keel_sip_responses_received_total method=INVITE code=5xx zone=zo
 expect p2 0 keel_sip_responses_sent_total method=INVITE code=5xx
 expect p2 60 keel_sip_responses_sent_total method=INVITE code=2xx
 expect p2 0 keel_calls_in_flight
-expect p2 0 keel_transactions_in_flight
+expect p2 0 keel_transactions_in_flight class=call
 pass "40 calls with zone-a at 503: $a2 failovers (cause=code, zone-a), all 40 answered on zone-b, counters exact"
 
 stop_keel

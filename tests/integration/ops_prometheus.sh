@@ -53,8 +53,8 @@ pass "prometheus scrapes keel's admin listener"
 n=40
 run_uac uac "127.0.0.1:$port" uac_call_or_busy.xml -s 1000 -m $n -r 20 -d 200 -timeout 40s \
     || fail "sipp uac: not every call ended as scripted (rc=$?): $(tail -5 "$TMP/uac.log")"
-sleep 1
-answered=$(stat uasa "IncomingCall(C)"); busy=$(stat uasb "IncomingCall(C)")
+sleep 1.5
+answered=$(uas_count uasa INVITE_Recv); busy=$(uas_count uasb INVITE_Recv)
 echo "calls: $n, answered by zone-a: $answered, busy on zone-b: $busy"
 [ $((answered + busy)) -eq $n ] || fail "the servers got $((answered + busy)) calls, not $n"
 [ "$answered" -gt 0 ] && [ "$busy" -gt 0 ] || fail "split $answered/$busy: the ASR is not tested"

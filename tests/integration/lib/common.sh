@@ -101,13 +101,14 @@ stop_keel() {
 SCEN="$KEEL_SRC/tests/integration/scenarios"
 
 # start_uas NAME PORT SCENARIO [u1|t1]: a SIPp server in the background,
-# answering OPTIONS (-aa); its PID in <NAME>_PID, stats in $TMP/NAME.csv.
+# answering OPTIONS (-aa); its PID in <NAME>_PID, stats in $TMP/NAME.csv,
+# message counts (-trace_counts) for uas_count.
 start_uas() {
     local name=$1 port=$2 sf=$3 t=${4:-u1}
     command -v sipp >/dev/null || fail "sipp is not installed (scripts/setup installs sip-tester)"
     (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -t "$t" -aa -nostdin -timeout 120s \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
-        >"$TMP/$name.log" 2>&1) &
+        -trace_counts >"$TMP/$name.log" 2>&1) &
     local pid=$!
     PIDS+=("$pid")
     eval "${name}_PID=$pid"
@@ -138,6 +139,25 @@ import sys
 rows = [l.rstrip("\n").split(";") for l in open(sys.argv[1]) if l.strip()]
 head = rows[0]
 print(rows[-1][head.index(sys.argv[2])])
+PY
+}
+
+# uas_count NAME SUFFIX: the last value of the first message-count column of
+# the SIPp server NAME (started by start_uas) whose name ends with SUFFIX,
+# e.g. uas_count uasa INVITE_Recv. Unlike IncomingCall(C), it does not count
+# the OPTIONS health probes that -aa answers. Written every second.
+uas_count() {
+    local pid
+    eval "pid=\${$1_PID}"
+    python3 - "$TMP" "$pid" "$2" <<'PY'
+import glob, sys
+files = glob.glob("%s/*_%s_counts.csv" % (sys.argv[1], sys.argv[2]))
+if len(files) != 1:
+    sys.exit("no single SIPp counts file for pid %s: %s" % (sys.argv[2], files))
+rows = [l.rstrip("\n").split(";") for l in open(files[0]) if l.strip()]
+head = rows[0]
+col = [i for i, h in enumerate(head) if h.endswith("_" + sys.argv[3])][0]
+print(rows[-1][col])
 PY
 }
 
