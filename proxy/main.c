@@ -117,6 +117,7 @@ static int worker_start(kl_worker_t *w)
     w->router = kl_router_new(w->conf);
     if (w->router == NULL)
         return KL_ENOMEM;
+    kl_router_set_log(w->router, &w->log);
     w->proxy = kl_proxy_new(w, &kl_router_ops, w->router);
     if (w->proxy == NULL)
         return KL_ENOMEM;

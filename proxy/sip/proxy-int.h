@@ -21,6 +21,10 @@
 typedef struct kl_ptx kl_ptx_t;
 typedef struct kl_ctx kl_ctx_t;
 typedef struct kl_dialog kl_dialog_t;
+typedef struct kl_probe kl_probe_t;
+
+#define KL__PROBE_TICK_MS 100 /* the policy's tick: probes, timeouts, ejections */
+#define KL__DEAD_MAX      64  /* destinations declared dead awaiting their calls' failover */
 
 #define KL__DIALOG_MAX     200000                /* calls remembered at once */
 #define KL__DIALOG_MAX_AGE (12ull * 3600 * 1000) /* a call with no BYE seen: forgotten */
@@ -112,7 +116,21 @@ struct kl_proxy {
     /* the cookie secret of the previous snapshot, accepted until prev_until */
     char *prev_secret;
     uint64_t prev_until_ms;
+
+    kl_htab_t probes; /* kl_probe_t by branch */
+    kl_probe_t *probes_list;
+    struct event *probe_timer;
+    kl_tick_out_t *tick_out;
+    void *dead[KL__DEAD_MAX]; /* destinations whose calls move elsewhere at the next tick */
+    size_t ndead;
 };
+
+/* ---- probe.c ---- */
+int kl__probe_init(kl_proxy_t *p);
+void kl__probe_shutdown(kl_proxy_t *p);
+/* A response whose top Via branch is <branch>: true when it answered a probe. */
+bool kl__probe_response(kl_proxy_t *p, const char *branch, int code);
+void kl__probe_tp_error(kl_proxy_t *p, kl_tp_kind_t kind, const kl_addr_t *peer);
 
 /* ---- dialog.c ---- */
 void kl__dialog_start(kl_proxy_t *p, const char *call_id, const char *zone, kl_class_t cls,
@@ -181,6 +199,11 @@ bool kl__txn_match_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *
 /* A response: client transaction matching and failover. */
 void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m);
 void kl__txn_tp_error(kl_proxy_t *p, kl_tp_kind_t kind, const kl_addr_t *peer);
+/* Destination <dest> (a policy handle) was declared dead: its attempts in
+ * progress, ringing calls included, move to the next destination at the
+ * next flush (kl__txn_dead_flush, from the probe tick). */
+void kl__txn_dest_dead(kl_proxy_t *p, void *dest);
+void kl__txn_dead_flush(kl_proxy_t *p);
 /* An in-dialog request to a known target: forwarded through a transaction. */
 void kl__txn_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, kl_target_t *t);
 

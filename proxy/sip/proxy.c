@@ -129,7 +129,8 @@ kl_proxy_t *kl_proxy_new(kl_worker_t *w, const kl_router_ops_t *ops, void *route
     p->router = router;
     kl_branch_gen_init(&p->gen, w->id);
     snprintf(p->server_hdr, sizeof(p->server_hdr), "Server: keel/%s\r\n", KEEL_VERSION);
-    if (kl__txn_init(p) != KL_OK || kl_htab_init(&p->dialogs, 1024) != KL_OK)
+    if (kl__txn_init(p) != KL_OK || kl_htab_init(&p->dialogs, 1024) != KL_OK ||
+        kl__probe_init(p) != KL_OK)
         goto fail;
     p->summary = event_new(w->base, -1, EV_PERSIST, proxy_summary_cb, p);
     if (p->summary == NULL || event_add(p->summary, &tv) != 0)
@@ -144,6 +145,7 @@ void kl_proxy_free(kl_proxy_t *p)
 {
     if (p == NULL)
         return;
+    kl__probe_shutdown(p);
     kl__txn_shutdown(p);
     kl__dialog_free_all(p);
     if (p->summary != NULL)
@@ -660,4 +662,5 @@ void kl_proxy_on_tp_error(void *arg, kl_tp_kind_t kind, const kl_addr_t *peer, i
     kl_log(KL_LOG_DEBUG, &p->w->log, "event=transport_error transport=%s peer=%s err=%s",
            kl_tp_kind_name(kind), a, kl_strerror(err));
     kl__txn_tp_error(p, kind, peer);
+    kl__probe_tp_error(p, kind, peer);
 }

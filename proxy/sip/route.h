@@ -51,11 +51,33 @@ typedef struct kl_target {
     const char *uri;  /* destination identity (its URI as configured); valid until release */
     kl_tp_kind_t transport;
     kl_addr_t addr;
-    kl_class_t cls; /* the request's class, for the bulkheads */
-    bool call;      /* an initial INVITE: counts as a call of its zone until released */
+    kl_class_t cls;          /* the request's class, for the bulkheads */
+    bool call;               /* an initial INVITE: counts as a call of its zone until released */
     kl_fault_kind_t fault;   /* an injected fault for this attempt */
     uint32_t fault_delay_ms; /* KL_FAULT_DELAY */
+    bool trial;              /* the half-open trial of an ejected destination */
+    void *cluster_state;     /* the policy's per-cluster state (retry budget) */
+    bool retry;              /* a failover attempt: counted in the retry budget */
 } kl_target_t;
+
+/* A health probe (SIP OPTIONS) the policy asks the proxy to send. */
+typedef struct kl_probe_req {
+    char zone[64];
+    char uri[256];
+    kl_tp_kind_t transport;
+    kl_addr_t addr;
+    uint64_t deadline_ms; /* no answer by then: the policy counts a timeout itself */
+} kl_probe_req_t;
+
+#define KL_TICK_MAX 64
+
+/* What a tick of the policy asks of the proxy. */
+typedef struct kl_tick_out {
+    kl_probe_req_t probes[KL_TICK_MAX];
+    size_t nprobes;
+    void *dead[KL_TICK_MAX]; /* destinations declared dead at this tick (handles) */
+    size_t ndead;
+} kl_tick_out_t;
 
 typedef enum {
     KL_OUTCOME_OK = 0, /* a final response that says nothing bad of the server (2xx, 486, 404...) */
@@ -80,6 +102,9 @@ typedef struct kl_router_ops {
      * with <out> filled (the caller owns the target: release it), or
      * KL_ENOENT when nothing is left (KL_EBUSY: everything is full). */
     int (*plan_next)(void *router, kl_plan_t *plan, kl_target_t *out);
+    /* The next plan_next moves the request off a destination the policy
+     * declared dead: not a retry of a failure, so no retry budget applies. */
+    void (*plan_moved)(void *router, kl_plan_t *plan);
     /* Frees <plan> (accepts NULL). Targets it handed out stay valid. */
     void (*plan_free)(void *router, kl_plan_t *plan);
 
@@ -89,8 +114,19 @@ typedef struct kl_router_ops {
      * filled (release it), or KL_ENOENT. */
     int (*lookup)(void *router, const char *zone, const char *uri, kl_target_t *out);
 
-    /* An attempt's outcome (data path: recorded, evaluated on a tick). */
-    void (*report)(void *router, const kl_target_t *t, kl_outcome_t o, int code, uint64_t now_ms);
+    /* An attempt's outcome (data path: recorded, evaluated on a tick).
+     * Returns true when it made the policy declare the destination dead
+     * (ejected, or down on a transport error): the proxy then moves calls
+     * ringing there elsewhere. */
+    bool (*report)(void *router, const kl_target_t *t, kl_outcome_t o, int code, uint64_t now_ms);
+    /* The periodic work of the policy (health check timeouts, ejection
+     * evaluation, probes due): called about every 100 ms; fills <out>. */
+    void (*tick)(void *router, uint64_t now_ms, kl_tick_out_t *out);
+    /* The final answer to a probe (<code>), or 0 for a transport error.
+     * Returns the destination's handle when it was declared dead by it, else
+     * NULL. */
+    void *(*probe_result)(void *router, const char *zone, const char *uri, int code,
+                          uint64_t now_ms);
     /* Dialog accounting for bulkheads: +1 on a 2xx to an initial INVITE, -1
      * on BYE. */
     void (*dialog)(void *router, const kl_target_t *t, int delta);

@@ -175,9 +175,11 @@ static void ctx_report(kl_ctx_t *c, kl_outcome_t o, int code)
         return;
     if (o != KL_OUTCOME_PROGRESS)
         c->reported = true;
-    c->p->rops->report(c->p->router, &c->target, o, code, kl_now_ms());
+    if (c->p->rops->report(c->p->router, &c->target, o, code, kl_now_ms()))
+        kl__txn_dest_dead(c->p, c->target.dest);
     if (o == KL_OUTCOME_PROGRESS)
         return;
+    c->target.retry = false; /* its budget slot was given back with the outcome */
     if (o != KL_OUTCOME_OK && c->ptx != NULL)
         snprintf(c->ptx->failed_zone, sizeof(c->ptx->failed_zone), "%s", c->target.zone);
     if (!c->initial_invite)
@@ -910,6 +912,8 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
         p->stats.dropped[KL_DROP_UNMATCHED_RESPONSE]++;
         return;
     }
+    if (m->method == KL_M_OPTIONS && kl__probe_response(p, br->gvalue, code))
+        return;
     n = snprintf(key, sizeof(key), "%s|%c", br->gvalue, method_class(m->method));
     hn = (n > 0 && (size_t)n < sizeof(key)) ? kl_htab_get(&p->clients, key, (size_t)n) : NULL;
     if (hn == NULL) {
@@ -1053,6 +1057,64 @@ void kl__txn_tp_error(kl_proxy_t *p, kl_tp_kind_t kind, const kl_addr_t *peer)
         /* ptx_attempt may have added to the list; restart from the head */
         next = p->active;
     }
+}
+
+void kl__txn_dest_dead(kl_proxy_t *p, void *dest)
+{
+    for (size_t i = 0; i < p->ndead; i++) {
+        if (p->dead[i] == dest)
+            return;
+    }
+    if (p->ndead < KL__DEAD_MAX)
+        p->dead[p->ndead++] = dest;
+}
+
+static bool dest_is_dead(const kl_proxy_t *p, const void *dest)
+{
+    for (size_t i = 0; i < p->ndead; i++) {
+        if (p->dead[i] == dest)
+            return true;
+    }
+    return false;
+}
+
+void kl__txn_dead_flush(kl_proxy_t *p)
+{
+    kl_ctx_t *c, *next;
+
+    if (p->ndead == 0)
+        return;
+    for (c = p->active; c != NULL; c = next) {
+        kl_ptx_t *t = c->ptx;
+
+        next = c->next_active;
+        if (t == NULL || c->final || t->final_sent || t->plan == NULL ||
+            !dest_is_dead(p, c->target.dest))
+            continue;
+        /* serial forking: a call ringing (or waiting) on a destination that
+         * died is not left there until Timer C; CANCEL that branch and try
+         * the next one */
+        kl_log(KL_LOG_INFO, &p->w->log,
+               "event=dead_destination_failover call_id=%s zone=%s dest=%s "
+               "ringing=%d",
+               t->call_id, c->target.zone, c->target.uri, c->provisional);
+        if (c->invite) {
+            if (c->provisional)
+                ctx_send_cancel(c);
+            else
+                c->cancel_pending = true;
+        }
+        ctx_report(c, KL_OUTCOME_TRANSPORT, 503);
+        if (p->rops->plan_moved != NULL)
+            p->rops->plan_moved(p->router, t->plan);
+        if (t->best_code == 0)
+            t->best_code = 503;
+        snprintf(t->failed_zone, sizeof(t->failed_zone), "%s", c->target.zone);
+        ctx_abandon(c, KL_TXN_LINGER);
+        ptx_attempt_failed(t, 2);
+        next = p->active; /* the list changed */
+    }
+    p->ndead = 0;
 }
 
 int kl__txn_init(kl_proxy_t *p)

@@ -97,6 +97,7 @@ static kl_dest_state_t *state_new(kl_registry_t *reg, const char *zone, const ch
     s->zone = key;
     s->uri = key + zl + 1;
     s->up = true;
+    kl_breaker_init(&s->breaker, 0);
     kl_htab_add(&reg->index, &s->hn, key, zl + 1 + ul);
     s->next = reg->head;
     if (reg->head != NULL)

@@ -16,6 +16,8 @@
 
 #include "core/conf-t.h"
 #include "core/htab.h"
+#include "upstream/breaker.h"
+#include "upstream/health.h"
 #include "transport/transport.h"
 
 #include <stdbool.h>
@@ -45,6 +47,12 @@ typedef struct kl_dest_state {
     uint64_t slow_start_at; /* ms; 0: not ramping */
 
     void *zone_state; /* the router's per-zone bulkhead counters (router.c) */
+
+    kl_health_t health;          /* active checks (health.h); drives <up> */
+    bool health_started;         /* health initialised (on first sight in a checked cluster) */
+    kl_breaker_t breaker;        /* outlier ejection (breaker.h) */
+    uint64_t went_down, went_up; /* health transitions, for metrics */
+    uint64_t tick_seen;          /* the router tick that last looked at it */
 } kl_dest_state_t;
 
 typedef struct kl_registry {

@@ -6,6 +6,8 @@
 #include "core/errors.h"
 #include "core/worker.h"
 #include "core/stats.h"
+#include "core/log.h"
+#include "upstream/budget.h"
 
 #include <jansson.h>
 
@@ -36,6 +38,7 @@ typedef struct cluster_rt {
     kl_swrr_t failover; /* next zone after a failure: its own state, so failovers do not bend
                            the split of new requests */
     int local;          /* node.zone when prefer_local and the cluster has it, else -1 */
+    struct cluster_state *cs;
 } cluster_rt_t;
 
 typedef struct gen {
@@ -46,6 +49,20 @@ typedef struct gen {
 } gen_t;
 
 #define ROUTER_MAX_DRAINED_ZONES 64
+
+/* Per-cluster state outside the snapshot, by name: the retry budget and the
+ * transactions in flight it is measured against. Never freed before the
+ * router (a bounded set of names). */
+typedef struct cluster_state {
+    kl_hnode_t hn;
+    struct cluster_state *next;
+    const kl_conf_cluster_t *conf; /* in the current snapshot; NULL once removed */
+    kl_budget_t budget;
+    unsigned in_flight;
+    uint64_t budget_denied; /* failovers refused by the budget */
+    uint64_t panics;        /* plans routed ignoring health (nothing healthy) */
+    char name[];
+} cluster_state_t;
 
 /* Bulkhead counters of one zone (by name, shared by the clusters that name
  * it), outside the snapshot: they count work in progress, which a reload
@@ -71,6 +88,11 @@ struct kl_router {
     zone_state_t *zone_list;
     kl_fault_t faults[KL_ROUTER_MAX_FAULTS];
     size_t nfaults;
+    kl_htab_t clusters; /* cluster_state_t by name */
+    cluster_state_t *cluster_list;
+    const kl_log_ctx_t *log; /* the worker's, for state changes */
+    uint64_t tick_no;
+    uint64_t rnd; /* xorshift state for probe jitter */
 };
 
 typedef struct tried {
@@ -83,6 +105,8 @@ struct kl_plan {
     kl_class_t cls; /* carried for bulkheads */
     bool invite;    /* an initial INVITE: a new call */
     bool full;      /* a zone was skipped because a bulkhead was full */
+    bool panic;     /* nothing healthy: health and ejections ignored */
+    bool moved;     /* the next attempt leaves a dead destination: budget-exempt */
     uint64_t now_ms;
     unsigned max; /* min(max_attempts, PLAN_MAX_TRIED) */
     unsigned ntried;
@@ -133,6 +157,36 @@ static zone_state_t *zone_state_get(kl_router_t *r, const char *name)
     return zs;
 }
 
+static cluster_state_t *cluster_state_get(kl_router_t *r, const char *name, uint64_t now_ms)
+{
+    size_t n = strlen(name);
+    kl_hnode_t *hn = kl_htab_get(&r->clusters, name, n);
+    cluster_state_t *cs;
+
+    if (hn != NULL)
+        return kl_container_of(hn, cluster_state_t, hn);
+    cs = calloc(1, sizeof(*cs) + n + 1);
+    if (cs == NULL)
+        return NULL;
+    memcpy(cs->name, name, n + 1);
+    kl_budget_init(&cs->budget, now_ms);
+    kl_htab_add(&r->clusters, &cs->hn, cs->name, n);
+    cs->next = r->cluster_list;
+    r->cluster_list = cs;
+    return cs;
+}
+
+static uint32_t router_rand(kl_router_t *r)
+{
+    uint64_t x = r->rnd;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    r->rnd = x;
+    return (uint32_t)(x >> 16);
+}
+
 static unsigned weight_scaled(unsigned w)
 {
     return (w > WEIGHT_MAX ? WEIGHT_MAX : w) * WEIGHT_SCALE;
@@ -161,6 +215,9 @@ static int cluster_build(kl_router_t *r, cluster_rt_t *cl, const kl_conf_t *conf
 {
     cl->conf = cc;
     cl->local = -1;
+    cl->cs = cluster_state_get(r, cc->name, kl_now_ms());
+    if (cl->cs == NULL)
+        return KL_ENOMEM;
     cl->zones = calloc(cc->nzones ? cc->nzones : 1, sizeof(*cl->zones));
     if (cl->zones == NULL || kl_swrr_init(&cl->order, cc->nzones) != KL_OK ||
         kl_swrr_init(&cl->failover, cc->nzones) != KL_OK)
@@ -234,6 +291,10 @@ static void gen_commit(kl_router_t *r, gen_t *g, bool reload, uint64_t now_ms)
             }
         }
     }
+    for (cluster_state_t *cs = r->cluster_list; cs != NULL; cs = cs->next)
+        cs->conf = NULL;
+    for (size_t c = 0; c < g->nclusters; c++)
+        g->clusters[c].cs->conf = g->clusters[c].conf;
     kl_registry_each(&r->reg, state_clear_in_config, NULL);
     for (size_t c = 0; c < g->nclusters; c++) {
         const cluster_rt_t *cl = &g->clusters[c];
@@ -265,11 +326,13 @@ kl_router_t *kl_router_new(const kl_conf_t *conf)
         free(r);
         return NULL;
     }
-    if (kl_htab_init(&r->zones, 16) != KL_OK) {
+    if (kl_htab_init(&r->zones, 16) != KL_OK || kl_htab_init(&r->clusters, 16) != KL_OK) {
+        kl_htab_free(&r->zones);
         kl_registry_free(&r->reg);
         free(r);
         return NULL;
     }
+    r->rnd = ((uint64_t)(uintptr_t)r ^ (kl_now_ms() << 20)) | 1;
     g = gen_build(r, conf);
     if (g == NULL) {
         kl_router_free(r);
@@ -295,6 +358,13 @@ void kl_router_free(kl_router_t *r)
         free(zs);
     }
     kl_htab_free(&r->zones);
+    while (r->cluster_list != NULL) {
+        cluster_state_t *cs = r->cluster_list;
+
+        r->cluster_list = cs->next;
+        free(cs);
+    }
+    kl_htab_free(&r->clusters);
     free(r);
 }
 
@@ -392,6 +462,13 @@ static bool zone_failed(const kl_plan_t *p, size_t z)
     return false;
 }
 
+/* An ejected destination takes nothing; a half-open one takes its one trial. */
+static bool breaker_blocks(const kl_breaker_t *b)
+{
+    return b->state == KL_BREAKER_EJECTED ||
+           (b->state == KL_BREAKER_HALF_OPEN && b->trial_in_flight);
+}
+
 /* Down, drained, name-only (no DNS yet) and tried destinations are out. A
  * zone whose destinations are all down has nothing eligible (panic mode is a
  * later issue). */
@@ -399,7 +476,11 @@ static bool dest_eligible(const kl_plan_t *p, size_t z, size_t d)
 {
     const kl_dest_state_t *s = p->cl->zones[z].dests[d];
 
-    return s->routable && s->up && !s->drained && !plan_tried(p, z, d);
+    if (!s->routable || s->drained || plan_tried(p, z, d))
+        return false;
+    if (p->panic)
+        return true;
+    return s->up && !breaker_blocks(&s->breaker);
 }
 
 /* Which bulkhead of zone <z> would the plan's next attempt overflow: 0
@@ -571,6 +652,18 @@ static void target_account(const kl_target_t *t, int delta)
     const kl_dest_state_t *s = t->dest;
     zone_state_t *zs = s != NULL ? s->zone_state : NULL;
 
+    cluster_state_t *cs = t->cluster_state;
+
+    if (cs != NULL) {
+        if (delta > 0) {
+            cs->in_flight++;
+        } else {
+            if (cs->in_flight > 0)
+                cs->in_flight--;
+            if (t->retry)
+                kl_budget_retry_done(&cs->budget);
+        }
+    }
     if (zs == NULL)
         return;
     if (delta > 0) {
@@ -597,6 +690,9 @@ static void target_take(kl_dest_state_t *s, const kl_plan_t *p, kl_target_t *out
     target_fill(s, out);
     out->cls = p->cls < KL_CLASS_COUNT ? p->cls : KL_CLASS_OTHER;
     out->call = p->invite && p->cls != KL_CLASS_CHAT;
+    out->cluster_state = p->cl->cs;
+    if (!p->panic && s->breaker.state == KL_BREAKER_HALF_OPEN)
+        out->trial = kl_breaker_allow(&s->breaker, kl_now_ms());
     target_account(out, +1);
 }
 
@@ -708,6 +804,7 @@ static kl_plan_t *router_plan_new(void *router, const kl_route_req_t *req)
     p->cls = req->cls;
     p->invite = req->method != NULL && strcmp(req->method, "INVITE") == 0;
     p->now_ms = req->now_ms != 0 ? req->now_ms : kl_now_ms();
+    kl_budget_on_request(&p->cl->cs->budget, p->now_ms);
     max = p->cl->conf->failover.max_attempts;
     p->max = max == 0 ? 1 : (max > PLAN_MAX_TRIED ? PLAN_MAX_TRIED : max);
     return p;
@@ -716,6 +813,12 @@ static kl_plan_t *router_plan_new(void *router, const kl_route_req_t *req)
 static const kl_conf_cluster_t *router_plan_cluster(const kl_plan_t *p)
 {
     return p->cl->conf;
+}
+
+static void router_plan_moved(void *router, kl_plan_t *p)
+{
+    (void)router;
+    p->moved = true;
 }
 
 static void router_plan_free(void *router, kl_plan_t *p)
@@ -732,11 +835,26 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
     zone_rt_t *zr;
     int z, d;
 
-    (void)router;
+    kl_router_t *r = router;
+    uint64_t now = kl_now_ms();
+
     if (p->ntried >= p->max)
         return KL_ENOENT;
     p->full = false;
     z = zone_choose(p);
+    if (z < 0 && p->ntried == 0 && !p->full && !p->panic) {
+        /* nothing healthy in the whole cluster: route anyway (Envoy's panic
+         * mode) rather than answer every call 503 on evidence that may be
+         * about load, not about the servers */
+        p->panic = true;
+        z = zone_choose(p);
+        if (z >= 0) {
+            p->cl->cs->panics++;
+            if (r->log != NULL && p->cl->cs->panics % 1000 == 1)
+                kl_log(KL_LOG_WARN, r->log, "event=cluster_panic cluster=%s panics=%llu",
+                       p->cl->conf->name, (unsigned long long)p->cl->cs->panics);
+        }
+    }
     if (z < 0)
         return p->full ? KL_EBUSY : KL_ENOENT;
     zr = &p->cl->zones[z];
@@ -745,11 +863,20 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
     d = kl_swrr_pick(&zr->swrr, dest_ok, &pc);
     if (d < 0)
         return KL_ENOENT; /* eligible but weight 0 everywhere */
+    if (p->ntried > 0 && !p->moved &&
+        !kl_budget_try_retry(&p->cl->cs->budget, &p->cl->conf->retry_budget, p->cl->cs->in_flight,
+                             p->now_ms)) {
+        /* past the retry budget: this request keeps the answer it has */
+        p->cl->cs->budget_denied++;
+        return KL_EPERM;
+    }
     p->tried[p->ntried].zone = (uint32_t)z;
     p->tried[p->ntried].dest = (uint32_t)d;
     p->ntried++;
     target_take(zr->dests[d], p, out);
-    fault_apply(router, zr->dests[d], out, false, kl_now_ms());
+    out->retry = p->ntried > 1 && !p->moved;
+    p->moved = false;
+    fault_apply(router, zr->dests[d], out, false, now);
     return KL_OK;
 }
 
@@ -777,16 +904,111 @@ static int router_lookup(void *router, const char *zone, const char *uri, kl_tar
     return KL_OK;
 }
 
-static void router_report(void *router, const kl_target_t *t, kl_outcome_t o, int code,
+/* ---- health and ejection ---- */
+
+/* The zone of <cl> named <zone>, or NULL. */
+static zone_rt_t *zone_of(cluster_rt_t *cl, const char *zone)
+{
+    for (size_t z = 0; z < cl->nzones; z++) {
+        if (strcmp(cl->zones[z].conf->name, zone) == 0)
+            return &cl->zones[z];
+    }
+    return NULL;
+}
+
+/* The first cluster of the current snapshot with destination <s>, and its
+ * zone: its health and outlier settings govern <s>. */
+static cluster_rt_t *cluster_with(kl_router_t *r, const kl_dest_state_t *s, zone_rt_t **zout)
+{
+    for (size_t c = 0; c < r->gen->nclusters; c++) {
+        zone_rt_t *zr = zone_of(&r->gen->clusters[c], s->zone);
+
+        for (size_t d = 0; zr != NULL && d < zr->conf->ndests; d++) {
+            if (zr->dests[d] == s) {
+                if (zout != NULL)
+                    *zout = zr;
+                return &r->gen->clusters[c];
+            }
+        }
+    }
+    return NULL;
+}
+
+static void zone_ejected(const zone_rt_t *zr, const kl_dest_state_t *except, unsigned *ejected,
+                         unsigned *total)
+{
+    *ejected = 0;
+    *total = (unsigned)zr->conf->ndests;
+    for (size_t d = 0; d < zr->conf->ndests; d++) {
+        if (zr->dests[d] != except && kl_breaker_is_ejected(&zr->dests[d]->breaker))
+            (*ejected)++;
+    }
+}
+
+/* Back in service after being down or ejected: ramp up (DESIGN slow-start). */
+static void dest_recovered(kl_router_t *r, kl_dest_state_t *s, const kl_conf_cluster_t *cc,
+                           uint64_t now_ms, const char *why)
+{
+    if (cc != NULL && cc->slow_start.window > 0)
+        s->slow_start_at = now_ms != 0 ? now_ms : 1;
+    if (r->log != NULL)
+        kl_log(KL_LOG_NOTICE, r->log, "event=destination_recovered zone=%s dest=%s by=%s", s->zone,
+               s->uri, why);
+}
+
+/* Applies a health change. Returns true when the destination went down. */
+static bool dest_health_change(kl_router_t *r, kl_dest_state_t *s, const kl_conf_cluster_t *cc,
+                               kl_health_change_t ch, uint64_t now_ms, const char *why)
+{
+    if (ch == KL_HEALTH_WENT_DOWN) {
+        s->up = false;
+        s->went_down++;
+        if (r->log != NULL)
+            kl_log(KL_LOG_WARN, r->log,
+                   "event=destination_down zone=%s dest=%s by=%s consecutive_failures=%u "
+                   "last_code=%d",
+                   s->zone, s->uri, why, s->health.consec_fail, s->health.last_code);
+        return true;
+    }
+    if (ch == KL_HEALTH_WENT_UP) {
+        s->up = true;
+        s->went_up++;
+        if (r->log != NULL)
+            kl_log(KL_LOG_NOTICE, r->log, "event=destination_up zone=%s dest=%s", s->zone, s->uri);
+        dest_recovered(r, s, cc, now_ms, "health");
+    }
+    return false;
+}
+
+static void dest_ejected_log(kl_router_t *r, const kl_dest_state_t *s, const kl_conf_outlier_t *o,
+                             uint64_t now_ms)
+{
+    static const char *const why[] = {"none", "consecutive_failures", "failure_percent",
+                                      "trial_failed"};
+
+    if (r->log == NULL)
+        return;
+    kl_log(KL_LOG_WARN, r->log,
+           "event=destination_ejected zone=%s dest=%s why=%s times=%u for_ms=%llu", s->zone, s->uri,
+           why[s->breaker.why & 3], s->breaker.multiplier,
+           (unsigned long long)kl_breaker_remaining_ms(&s->breaker, now_ms));
+    (void)o;
+}
+
+static bool router_report(void *router, const kl_target_t *t, kl_outcome_t o, int code,
                           uint64_t now_ms)
 {
+    kl_router_t *r = router;
     kl_dest_state_t *s = t->dest;
+    const cluster_state_t *cs = t->cluster_state;
+    const kl_conf_cluster_t *cc;
+    bool failure, dead = false;
 
-    (void)router;
     (void)code;
-    (void)now_ms;
     if (s == NULL)
-        return;
+        return false;
+    if (o != KL_OUTCOME_PROGRESS && t->retry && cs != NULL)
+        kl_budget_retry_done(&((cluster_state_t *)cs)->budget); /* the failover has its answer */
     switch (o) {
     case KL_OUTCOME_OK:
         s->successes++;
@@ -799,8 +1021,131 @@ static void router_report(void *router, const kl_target_t *t, kl_outcome_t o, in
         s->timeouts++;
         break;
     case KL_OUTCOME_PROGRESS:
-        break;
+        return false;
     }
+    /* in-dialog requests carry no cluster: their outcomes still teach the
+     * breaker through the destination's own cluster */
+    cc = cs != NULL && cs->conf != NULL ? cs->conf : NULL;
+    if (cc == NULL) {
+        cluster_rt_t *cl = cluster_with(r, s, NULL);
+
+        cc = cl != NULL ? cl->conf : NULL;
+    }
+    if (cc == NULL)
+        return false;
+    failure = o != KL_OUTCOME_OK;
+    if (t->trial) {
+        kl_breaker_state_t st =
+            kl_breaker_on_trial_result(&s->breaker, &cc->outlier, failure, now_ms);
+
+        if (st == KL_BREAKER_EJECTED) {
+            dest_ejected_log(r, s, &cc->outlier, now_ms);
+            dead = true;
+        } else if (st == KL_BREAKER_CLOSED) {
+            dest_recovered(r, s, cc, now_ms, "trial");
+        }
+    } else if (kl_breaker_record(&s->breaker, &cc->outlier, failure, now_ms)) {
+        zone_rt_t *zr = NULL;
+        unsigned ej = 0, total = 1;
+
+        if (cluster_with(r, s, &zr) != NULL && zr != NULL)
+            zone_ejected(zr, s, &ej, &total);
+        if (kl_breaker_try_eject(&s->breaker, &cc->outlier, now_ms, ej, total) ==
+            KL_BREAKER_EJECTED) {
+            dest_ejected_log(r, s, &cc->outlier, now_ms);
+            dead = true;
+        }
+    }
+    /* a refused or reset connection is direct evidence: down now, back
+     * after `rise` probes (only where probes run, or it would never return) */
+    if (o == KL_OUTCOME_TRANSPORT && cc->health.enabled && s->health_started)
+        dead = dest_health_change(r, s, cc, kl_health_force_down(&s->health, now_ms), now_ms,
+                                  "transport") ||
+               dead;
+    return dead;
+}
+
+static void router_tick(void *router, uint64_t now_ms, kl_tick_out_t *out)
+{
+    kl_router_t *r = router;
+    gen_t *g = r->gen;
+
+    out->nprobes = 0;
+    out->ndead = 0;
+    r->tick_no++;
+    for (size_t c = 0; c < g->nclusters; c++) {
+        cluster_rt_t *cl = &g->clusters[c];
+        const kl_conf_cluster_t *cc = cl->conf;
+
+        for (size_t z = 0; z < cl->nzones; z++) {
+            zone_rt_t *zr = &cl->zones[z];
+
+            for (size_t d = 0; d < zr->conf->ndests; d++) {
+                kl_dest_state_t *s = zr->dests[d];
+                kl_breaker_state_t st;
+                unsigned ej, total;
+                bool dead = false;
+
+                if (s->tick_seen == r->tick_no)
+                    continue; /* in an earlier cluster too: governed by that one */
+                s->tick_seen = r->tick_no;
+                if (cc->health.enabled && s->routable) {
+                    if (!s->health_started) {
+                        kl_health_init(&s->health, &cc->health, now_ms, router_rand(r));
+                        s->health_started = true;
+                    }
+                    dead = dest_health_change(
+                        r, s, cc, kl_health_check_timeout(&s->health, &cc->health, now_ms), now_ms,
+                        "probe_timeout");
+                    if (kl_health_due(&s->health, now_ms) && out->nprobes < KL_TICK_MAX) {
+                        kl_probe_req_t *pr = &out->probes[out->nprobes++];
+
+                        snprintf(pr->zone, sizeof(pr->zone), "%s", s->zone);
+                        snprintf(pr->uri, sizeof(pr->uri), "%s", s->uri);
+                        pr->transport = s->transport;
+                        pr->addr = s->addr;
+                        kl_health_probe_sent(&s->health, &cc->health, now_ms, router_rand(r));
+                        pr->deadline_ms = s->health.deadline_ms;
+                    }
+                } else if (s->health_started && !cc->health.enabled) {
+                    /* checks turned off by a reload: evidence ends, up again */
+                    s->health_started = false;
+                    if (!s->up)
+                        dest_health_change(r, s, cc, KL_HEALTH_WENT_UP, now_ms, "checks_off");
+                }
+                zone_ejected(zr, s, &ej, &total);
+                st = kl_breaker_tick(&s->breaker, &cc->outlier, now_ms, ej, total);
+                if (st == KL_BREAKER_EJECTED) {
+                    dest_ejected_log(r, s, &cc->outlier, now_ms);
+                    dead = true;
+                }
+                if (dead && out->ndead < KL_TICK_MAX)
+                    out->dead[out->ndead++] = s;
+            }
+        }
+    }
+}
+
+static void *router_probe_result(void *router, const char *zone, const char *uri, int code,
+                                 uint64_t now_ms)
+{
+    kl_router_t *r = router;
+    kl_dest_state_t *s = kl_registry_find(&r->reg, zone, uri);
+    cluster_rt_t *cl;
+    kl_health_change_t ch;
+
+    if (s == NULL || !s->health_started || (cl = cluster_with(r, s, NULL)) == NULL)
+        return NULL;
+    ch = kl_health_result(&s->health, &cl->conf->health, code, now_ms);
+    if (code != 0 && kl_health_accepts(&cl->conf->health, code) &&
+        kl_breaker_uneject(&s->breaker, now_ms) == KL_BREAKER_CLOSED)
+        dest_recovered(r, s, cl->conf, now_ms, "probe"); /* a passing probe ends an ejection */
+    return dest_health_change(r, s, cl->conf, ch, now_ms, "probe") ? s : NULL;
+}
+
+void kl_router_set_log(kl_router_t *r, const kl_log_ctx_t *log)
+{
+    r->log = log;
 }
 
 static void router_dialog(void *router, const kl_target_t *t, int delta)
@@ -848,9 +1193,12 @@ const kl_router_ops_t kl_router_ops = {
     .plan_new = router_plan_new,
     .plan_cluster = router_plan_cluster,
     .plan_next = router_plan_next,
+    .plan_moved = router_plan_moved,
     .plan_free = router_plan_free,
     .lookup = router_lookup,
     .report = router_report,
+    .tick = router_tick,
+    .probe_result = router_probe_result,
     .dialog = router_dialog,
     .release = router_release,
 };
@@ -958,9 +1306,14 @@ void kl_router_collect(const kl_router_t *r, kl_stats_t *into, uint64_t now_ms)
     for (size_t c = 0; c < g->nclusters; c++) {
         const cluster_rt_t *cl = &g->clusters[c];
 
+        const char *cln[] = {cl->conf->name};
+
+        kl_stats_add(into, KL_ST_RETRY_BUDGET_DENIED, cln, (double)cl->cs->budget_denied);
+        kl_stats_add(into, KL_ST_CLUSTER_PANICS, cln, (double)cl->cs->panics);
         for (size_t z = 0; z < cl->nzones; z++) {
             const zone_rt_t *zr = &cl->zones[z];
             const char *zl[] = {zr->conf->name};
+            size_t healthy = 0;
 
             kl_stats_set(into, KL_ST_ZONE_DRAINED, zl, zone_is_drained(r, zr->conf->name));
             for (size_t d = 0; d < zr->conf->ndests; d++) {
@@ -971,6 +1324,22 @@ void kl_router_collect(const kl_router_t *r, kl_stats_t *into, uint64_t now_ms)
                 kl_stats_set(into, KL_ST_DEST_WEIGHT, l, weight_in_force(cl, zr, d, now_ms));
                 kl_stats_add(into, KL_ST_DEST_IN_FLIGHT, l, s->in_flight);
                 kl_stats_set(into, KL_ST_DEST_DRAINED, l, s->drained ? 1 : 0);
+                kl_stats_set(into, KL_ST_DEST_EJECTED, l,
+                             kl_breaker_is_ejected(&s->breaker) ? 1 : 0);
+                kl_stats_add(into, KL_ST_DEST_EJECTIONS, l, (double)s->breaker.ejections);
+                {
+                    const char *ld[] = {cl->conf->name, zr->conf->name, s->uri, "down"};
+                    const char *lu[] = {cl->conf->name, zr->conf->name, s->uri, "up"};
+
+                    kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, ld, (double)s->went_down);
+                    kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, lu, (double)s->went_up);
+                }
+                healthy += s->up && s->routable && !kl_breaker_is_ejected(&s->breaker);
+            }
+            {
+                const char *lz[] = {cl->conf->name, zr->conf->name};
+
+                kl_stats_set(into, KL_ST_ZONE_DEGRADED, lz, healthy * 2 < zr->conf->ndests ? 1 : 0);
             }
         }
     }

@@ -106,6 +106,11 @@ int kl_router_fault_del(kl_router_t *r, unsigned id);
  * returns how many; expired ones are dropped. */
 size_t kl_router_faults(kl_router_t *r, uint64_t now_ms, kl_fault_t *out, size_t cap);
 
+struct kl_log_ctx;
+/* State changes (down, up, ejected, panic) are logged with <log> (the
+ * worker's; borrowed). */
+void kl_router_set_log(kl_router_t *r, const struct kl_log_ctx *log);
+
 extern const kl_router_ops_t kl_router_ops;
 
 #endif

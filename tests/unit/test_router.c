@@ -40,6 +40,7 @@ static kl_conf_t *conf_with(const char *clusters)
 static const char two_zones[] =
     "clusters:\n"
     "  - name: voice\n"
+    "    retry_budget: { percent: 100, min: 100000 }\n"
     "    zones:\n"
     "      - { name: zone-a, weight: %d, destinations: [ { uri: \"sip:10.0.0.1\" }, { uri: "
     "\"sip:10.0.0.2\" } ] }\n"
@@ -237,6 +238,50 @@ static void test_router__reload_keeps_state(void **state)
     kl_conf_unref(c2);
 }
 
+/* With the default budget (20%, 3/s) and every attempt failing, failovers
+ * are bounded: about 20% of the requests plus 3 per second over 10 s. */
+static void test_router__retry_budget_bounds_failovers(void **state)
+{
+    kl_conf_t *c =
+        conf_with("clusters:\n"
+                  "  - name: voice\n"
+                  "    zones:\n"
+                  "      - { name: zone-a, destinations: [ { uri: \"sip:10.0.0.1\" } ] }\n"
+                  "      - { name: zone-b, destinations: [ { uri: \"sip:10.0.1.1\" } ] }\n"
+                  "  - name: chat\n"
+                  "    zones: [ { name: zone-a, destinations: [ { uri: \"sip:10.0.2.1\" } ] } ]\n"
+                  "  - name: tollfree\n"
+                  "    zones: [ { name: zone-b, destinations: [ { uri: \"sip:10.0.3.2\" } ] } ]\n");
+    kl_router_t *r = kl_router_new(c);
+    kl_route_req_t req = invite;
+    int retries = 0, denied = 0;
+
+    (void)state;
+    req.now_ms = 1000000;
+    for (int i = 0; i < 1000; i++) {
+        kl_plan_t *p = kl_router_ops.plan_new(r, &req);
+        kl_target_t t1, t2;
+        int rc;
+
+        assert_int_equal(kl_router_ops.plan_next(r, p, &t1), KL_OK);
+        kl_router_ops.release(r, &t1);
+        rc = kl_router_ops.plan_next(r, p, &t2);
+        if (rc == KL_OK) {
+            retries++;
+            kl_router_ops.release(r, &t2);
+        } else {
+            assert_int_equal(rc, KL_EPERM);
+            denied++;
+        }
+        kl_router_ops.plan_free(r, p);
+    }
+    /* 20% of 1000 requests + 3/s x 10 s */
+    assert_in_range(retries, 200, 230);
+    assert_int_equal(retries + denied, 1000);
+    kl_router_free(r);
+    kl_conf_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_router__failover_prefers_other_zone),
         cmocka_unit_test(test_router__prefer_local_and_standby),
         cmocka_unit_test(test_router__reload_keeps_state),
+        cmocka_unit_test(test_router__retry_budget_bounds_failovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
