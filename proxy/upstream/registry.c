@@ -132,8 +132,16 @@ int kl_registry_get(kl_registry_t *reg, const char *zone, const kl_conf_dest_t *
             return KL_ENOMEM;
     }
     s->transport = d->transport;
-    s->routable =
-        d->host_is_ip && d->host != NULL && kl_addr_from_str(d->host, port, &s->addr) == KL_OK;
+    if (d->host != NULL && strcasecmp(d->host, "localhost") == 0)
+        /* "localhost" needs no resolver; other names wait for the dns module */
+        s->routable = kl_addr_from_str("127.0.0.1", port, &s->addr) == KL_OK;
+    else
+        s->routable = d->host_is_ip && d->host != NULL &&
+                      kl_addr_from_str(d->host, port, &s->addr) == KL_OK;
+    /* keel has no TLS or WebSocket client yet: such a destination is never
+     * chosen (it would only fail as a transport error) */
+    if (d->transport == KL_TP_TLS || d->transport == KL_TP_WS)
+        s->routable = false;
     s->refs++;
     *out = s;
     return KL_OK;
