@@ -76,14 +76,8 @@ static int worker_listen_all(kl_worker_t *w, const kl_conf_t *conf)
 /* Gauges and counters read from live state at scrape time (worker thread). */
 static void worker_collect(kl_worker_t *w, kl_stats_t *into)
 {
-    const kl_proxy_stats_t *ps = kl_proxy_stats(w->proxy);
-
     kl_router_collect(w->router, into, kl_now_ms());
-    for (int i = 0; i < KL_DROP_COUNT; i++) {
-        const char *l[] = {kl_drop_reason_name((kl_drop_reason_t)i)};
-
-        kl_stats_add(into, KL_ST_MESSAGES_DROPPED, l, (double)ps->dropped[i]);
-    }
+    kl_proxy_collect(w->proxy, into);
 }
 
 static json_t *worker_state(kl_worker_t *w)

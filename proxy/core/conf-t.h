@@ -151,6 +151,7 @@ typedef struct kl_conf_admission {
     size_t nscanner_user_agents;
     char **emergency_numbers;
     size_t nemergency_numbers;
+    unsigned max_cpu_percent; /* 90: a worker busier than this sheds new work (0 = never) */
 } kl_conf_admission_t;
 
 /* transport: limits for stream transports and messages (keel's extension). */

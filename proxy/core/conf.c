@@ -354,6 +354,10 @@ static const kl_cfg_key_t admission_keys[] = {
      .off = F(kl_conf_admission_t, scanner_user_agents),
      .count_off = F(kl_conf_admission_t, nscanner_user_agents)},
     {.name = "emergency", .type = KL_CFG_MAP, .off = 0, .sub = emergency_keys},
+    {.name = "max_cpu_percent",
+     .type = KL_CFG_UINT,
+     .off = F(kl_conf_admission_t, max_cpu_percent),
+     .max = 100},
     {0},
 };
 static const kl_cfg_key_t transport_keys[] = {
@@ -644,7 +648,8 @@ static void conf_defaults(kl_conf_t *c)
 {
     c->workers = 1;
     c->cookie_grace = 4 * 3600000; /* 4h */
-    c->log_level = 3;              /* info */
+    c->admission.max_cpu_percent = 90;
+    c->log_level = 3; /* info */
     c->transport.max_message_size = 65536;
     c->transport.max_connections = 4096;
     c->transport.header_timeout = 10000;

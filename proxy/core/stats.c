@@ -166,6 +166,16 @@ const kl_stat_family_t kl_stat_families[KL_ST_COUNT] = {
                              KL_STAT_GAUGE,
                              2,
                              {"cluster", "zone"}},
+    [KL_ST_WORKER_BUSY] = {"keel_worker_busy_ratio",
+                           "Share of the last 100 ms the workers' threads spent on the CPU "
+                           "(summed over workers)",
+                           KL_STAT_GAUGE, 0},
+    [KL_ST_SHED_FRACTION] = {"keel_shed_ratio",
+                             "Share of new requests of a class refused by overload control (503 "
+                             "Retry-After), summed over workers",
+                             KL_STAT_GAUGE,
+                             1,
+                             {"class"}},
     [KL_ST_FAULT_HITS] = {"keel_fault_hits_total",
                           "Attempts an injected fault acted on (game days), by kind and zone",
                           KL_STAT_COUNTER,

@@ -138,6 +138,7 @@ static void probe_tick_cb(evutil_socket_t fd, short what, void *arg)
             pr->next_retrans_ms = now + pr->retrans_ms;
         }
     }
+    kl__admission_tick(p, now);
     p->rops->tick(p->router, now, p->tick_out);
     for (size_t i = 0; i < p->tick_out->nprobes; i++)
         probe_send(p, &p->tick_out->probes[i], now);

@@ -22,6 +22,7 @@ typedef struct kl_ptx kl_ptx_t;
 typedef struct kl_ctx kl_ctx_t;
 typedef struct kl_dialog kl_dialog_t;
 typedef struct kl_probe kl_probe_t;
+typedef struct kl_admission kl_admission_t;
 
 #define KL__PROBE_TICK_MS 100 /* the policy's tick: probes, timeouts, ejections */
 #define KL__DEAD_MAX      64  /* destinations declared dead awaiting their calls' failover */
@@ -123,7 +124,24 @@ struct kl_proxy {
     kl_tick_out_t *tick_out;
     void *dead[KL__DEAD_MAX]; /* destinations whose calls move elsewhere at the next tick */
     size_t ndead;
+    kl_admission_t *adm;
 };
+
+/* ---- admission.c ---- */
+struct kl_stats;
+kl_admission_t *kl__admission_new(const kl_conf_t *conf);
+void kl__admission_free(kl_admission_t *a);
+void kl__admission_reload(kl_admission_t *a, const kl_conf_t *conf);
+void kl__admission_tick(kl_proxy_t *p, uint64_t now_ms);
+/* A User-Agent on the scanner list: drop silently. */
+bool kl__admission_scanner(kl_proxy_t *p, const kl_sip_msg_t *m);
+/* An emergency call: urn:service:sos* or a configured number. */
+bool kl__admission_emergency(const kl_conf_t *conf, const kl_sip_msg_t *m);
+/* A new request of class <cls> from <src>: KL_OK, or KL_EBUSY with the
+ * 503 reason phrase in *<reason>. */
+int kl__admission_check(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m,
+                        kl_class_t cls, const char **reason);
+void kl__admission_collect(const kl_proxy_t *p, struct kl_stats *into);
 
 /* ---- probe.c ---- */
 int kl__probe_init(kl_proxy_t *p);

@@ -129,7 +129,8 @@ kl_proxy_t *kl_proxy_new(kl_worker_t *w, const kl_router_ops_t *ops, void *route
     p->router = router;
     kl_branch_gen_init(&p->gen, w->id);
     snprintf(p->server_hdr, sizeof(p->server_hdr), "Server: keel/%s\r\n", KEEL_VERSION);
-    if (kl__txn_init(p) != KL_OK || kl_htab_init(&p->dialogs, 1024) != KL_OK ||
+    p->adm = kl__admission_new(w->conf);
+    if (p->adm == NULL || kl__txn_init(p) != KL_OK || kl_htab_init(&p->dialogs, 1024) != KL_OK ||
         kl__probe_init(p) != KL_OK)
         goto fail;
     p->summary = event_new(w->base, -1, EV_PERSIST, proxy_summary_cb, p);
@@ -151,11 +152,23 @@ void kl_proxy_free(kl_proxy_t *p)
     if (p->summary != NULL)
         event_free(p->summary);
     free(p->prev_secret);
+    kl__admission_free(p->adm);
     free(p);
+}
+
+void kl_proxy_collect(const kl_proxy_t *p, kl_stats_t *into)
+{
+    for (int i = 0; i < KL_DROP_COUNT; i++) {
+        const char *l[] = {drop_names[i]};
+
+        kl_stats_add(into, KL_ST_MESSAGES_DROPPED, l, (double)p->stats.dropped[i]);
+    }
+    kl__admission_collect(p, into);
 }
 
 void kl_proxy_reload(kl_proxy_t *p, const kl_conf_t *old_conf, const kl_conf_t *new_conf)
 {
+    kl__admission_reload(p->adm, new_conf);
     /* a new cookie secret: dialogs signed with the old one keep working for
      * cookie_secret_grace */
     if (old_conf->cookie_secret != NULL && new_conf->cookie_secret != NULL &&
@@ -561,6 +574,10 @@ static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m
         }
         p->stats.bad_requests++;
         kl__proxy_reply(p, src, m, v.code, v.reason, v.code == 420 ? "Unsupported: *\r\n" : NULL);
+        return;
+    }
+    if (kl__admission_scanner(p, m)) {
+        proxy_drop(p, KL_DROP_SCANNER);
         return;
     }
     /* retransmissions, CANCEL, the ACK of a non-2xx */

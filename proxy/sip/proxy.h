@@ -55,6 +55,11 @@ void kl_proxy_on_tp_error(void *arg, kl_tp_kind_t kind, const kl_addr_t *peer, i
 void kl_proxy_reload(kl_proxy_t *p, const kl_conf_t *old_conf, const kl_conf_t *new_conf);
 
 const kl_proxy_stats_t *kl_proxy_stats(const kl_proxy_t *p);
+
+struct kl_stats;
+/* Adds the series read from live state at scrape time (dropped messages,
+ * overload control) into <into>. Worker thread. */
+void kl_proxy_collect(const kl_proxy_t *p, struct kl_stats *into);
 const char *kl_drop_reason_name(kl_drop_reason_t r);
 
 #endif

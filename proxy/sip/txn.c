@@ -725,7 +725,18 @@ void kl__txn_new_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
     rr.ruri_user = u != NULL ? u->username : NULL;
     rr.ruri_host = u != NULL ? u->host : NULL;
     rr.cls = classify(m->method);
+    if ((m->method == KL_M_INVITE || m->method == KL_M_MESSAGE) &&
+        kl__admission_emergency(p->w->conf, m))
+        rr.cls = KL_CLASS_EMERGENCY;
     rr.source = &src->peer;
+    {
+        const char *why = NULL;
+
+        if (kl__admission_check(p, src, m, rr.cls, &why) != KL_OK) {
+            kl__proxy_reply(p, src, m, 503, why, "Retry-After: 2\r\n");
+            return;
+        }
+    }
     plan = p->rops->plan_new(p->router, &rr);
     if (plan == NULL) {
         kl__proxy_reply(p, src, m, 404, "Not Found - No Route", NULL);

@@ -1,7 +1,7 @@
 /* Unit tests for upstream/limiter: the token bucket (burst, rate, exact
  * refill, no overflow over a simulated year) and the per-source table
  * (independent sources, LRU eviction, checked against a model). */
-#include "upstream/limiter.h"
+#include "core/limiter.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

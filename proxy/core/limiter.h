@@ -10,8 +10,8 @@
  *
  * Time is a parameter. Nothing here is thread-safe: a bucket or a table
  * belongs to one worker. */
-#ifndef KL_UPSTREAM_LIMITER_H
-#define KL_UPSTREAM_LIMITER_H
+#ifndef KL_CORE_LIMITER_H
+#define KL_CORE_LIMITER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "upstream/limiter.h"
+#include "core/limiter.h"
 
 #include <stdlib.h>
 #include <string.h>
