@@ -240,6 +240,17 @@ int kl__admission_check(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_
     return KL_OK;
 }
 
+unsigned kl__admission_oc(const kl_proxy_t *p, kl_class_t cls)
+{
+    const kl_admission_t *a = p->adm;
+    unsigned pct;
+
+    if (cls >= KL_CLASS_COUNT || a->shed[cls] == 0)
+        return 0;
+    pct = (a->shed[cls] + 9) / 10;
+    return pct > 100 ? 100 : pct;
+}
+
 void kl__admission_collect(const kl_proxy_t *p, kl_stats_t *into)
 {
     static const char *const names[KL_CLASS_COUNT] = {"call", "chat", "other", "emergency"};

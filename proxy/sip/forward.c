@@ -310,7 +310,8 @@ int kl__fwd_request(kl_proxy_t *p, const kl_sip_msg_t *m, const kl_fwd_opts_t *o
     if (rc != KL_OK)
         return rc;
     fwd_uri_host(host, vhost, sizeof(vhost));
-    w = snprintf(top, sizeof(top), "Via: SIP/2.0/%s %s:%u;branch=%s\r\n",
+    /* ;oc: keel understands RFC 7339 overload control from its next hops */
+    w = snprintf(top, sizeof(top), "Via: SIP/2.0/%s %s:%u;branch=%s;oc\r\n",
                  kl_tp_kind_via(o->out_kind), vhost, port, o->branch);
 
     if (o->record_route) {

@@ -125,6 +125,7 @@ struct kl_proxy {
     void *dead[KL__DEAD_MAX]; /* destinations whose calls move elsewhere at the next tick */
     size_t ndead;
     kl_admission_t *adm;
+    unsigned reply_oc_percent; /* set around a shedding 503: RFC 7339 feedback */
 };
 
 /* ---- admission.c ---- */
@@ -141,6 +142,9 @@ bool kl__admission_emergency(const kl_conf_t *conf, const kl_sip_msg_t *m);
  * 503 reason phrase in *<reason>. */
 int kl__admission_check(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m,
                         kl_class_t cls, const char **reason);
+/* The reduction (percent) keel asks of callers that support RFC 7339 while
+ * it sheds class <cls>; 0 when it does not shed. */
+unsigned kl__admission_oc(const kl_proxy_t *p, kl_class_t cls);
 void kl__admission_collect(const kl_proxy_t *p, struct kl_stats *into);
 
 /* ---- probe.c ---- */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define PROXY_SUMMARY_MS 10000
 
@@ -236,6 +237,50 @@ static void proxy_stateless_tag(const kl_sip_msg_t *m, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
+/* RFC 7339: when the caller's top Via says it supports overload control
+ * (an `oc` parameter), keel's answer to it while shedding says by how much
+ * to reduce: oc=<percent>;oc-algo="loss";oc-validity=<ms>;oc-seq=<time>.
+ * Edits the response in <out> (first Via line, first value). Returns the new
+ * length. */
+static int proxy_oc_insert(char *out, size_t n, size_t cap, unsigned percent)
+{
+    char add[128];
+    struct timespec ts;
+    char *via = NULL, *eol, *p;
+    size_t al;
+
+    for (p = out; p < out + n;) {
+        eol = memchr(p, '\n', (size_t)(out + n - p));
+        if (eol == NULL)
+            break;
+        if ((eol - p > 4 && strncasecmp(p, "Via:", 4) == 0) ||
+            (eol - p > 2 && strncasecmp(p, "v:", 2) == 0)) {
+            via = p;
+            break;
+        }
+        p = eol + 1;
+    }
+    if (via == NULL)
+        return (int)n;
+    /* the first value ends at a comma or the end of the line */
+    for (p = via; p < eol && *p != ','; p++) {
+        if (*p == ';' && eol - p >= 3 && strncasecmp(p + 1, "oc", 2) == 0 &&
+            (p[3] == ';' || p[3] == ',' || p[3] == '\r' || p[3] == '\n' || p[3] == ' '))
+            break;
+    }
+    if (p >= eol || *p != ';')
+        return (int)n;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    al = (size_t)snprintf(add, sizeof(add), "=%u;oc-algo=\"loss\";oc-validity=%u;oc-seq=%lld.%03ld",
+                          percent, 2000u, (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+    if (n + al >= cap)
+        return (int)n;
+    p += 3; /* after ";oc" */
+    memmove(p + al, p, (size_t)(out + n - p));
+    memcpy(p, add, al);
+    return (int)(n + al);
+}
+
 /* Answers <m> statelessly with <code> <reason>, plus <extra> header lines. */
 void kl__proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m, int code,
                      const char *reason, const char *extra)
@@ -255,6 +300,8 @@ void kl__proxy_reply(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *
         kl_log(KL_LOG_DEBUG, &p->w->log, "event=reply_failed code=%d err=%s", code, kl_strerror(n));
         return;
     }
+    if (p->reply_oc_percent > 0)
+        n = proxy_oc_insert(out, (size_t)n, sizeof(out), p->reply_oc_percent);
     kl__proxy_reply_addr(m, src, &dst);
     if (kl_tp_reply(p->w->tp, src, &dst, out, (size_t)n) != KL_OK)
         return;

@@ -119,6 +119,10 @@ typedef struct kl_router_ops {
      * (ejected, or down on a transport error): the proxy then moves calls
      * ringing there elsewhere. */
     bool (*report)(void *router, const kl_target_t *t, kl_outcome_t o, int code, uint64_t now_ms);
+    /* RFC 7339: destination <t> asked for <percent>% fewer requests for
+     * <validity_ms> (0: lifted). */
+    void (*overload)(void *router, const kl_target_t *t, unsigned percent, uint32_t validity_ms,
+                     uint64_t now_ms);
     /* The periodic work of the policy (health check timeouts, ejection
      * evaluation, probes due): called about every 100 ms; fills <out>. */
     void (*tick)(void *router, uint64_t now_ms, kl_tick_out_t *out);

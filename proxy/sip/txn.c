@@ -733,7 +733,9 @@ void kl__txn_new_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
         const char *why = NULL;
 
         if (kl__admission_check(p, src, m, rr.cls, &why) != KL_OK) {
+            p->reply_oc_percent = kl__admission_oc(p, rr.cls);
             kl__proxy_reply(p, src, m, 503, why, "Retry-After: 2\r\n");
+            p->reply_oc_percent = 0;
             return;
         }
     }
@@ -899,6 +901,25 @@ static void ctx_ack(kl_ctx_t *c, const kl_sip_msg_t *resp)
     }
 }
 
+/* RFC 7339: our Via (the top one of a response) carries the destination's
+ * overload feedback: oc=<percent to reduce>, oc-validity=<ms>. */
+static void txn_overload_feedback(kl_proxy_t *p, kl_ctx_t *c, osip_via_t *via)
+{
+    osip_generic_param_t *oc = NULL, *val = NULL;
+    long pct, validity = 2000; /* RFC 7339 §5.2: a default of 2 s ... */
+
+    osip_via_param_get_byname(via, "oc", &oc);
+    if (oc == NULL || oc->gvalue == NULL || p->rops->overload == NULL || c->target.dest == NULL)
+        return;
+    pct = strtol(oc->gvalue, NULL, 10);
+    osip_via_param_get_byname(via, "oc-validity", &val);
+    if (val != NULL && val->gvalue != NULL)
+        validity = strtol(val->gvalue, NULL, 10);
+    if (pct < 0 || pct > 100 || validity < 0 || validity > 86400000)
+        return;
+    p->rops->overload(p->router, &c->target, (unsigned)pct, (uint32_t)validity, kl_now_ms());
+}
+
 void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
 {
     osip_via_t *via = NULL;
@@ -936,6 +957,7 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
     }
     c = kl_container_of(hn, kl_ctx_t, hn);
     t = c->ptx;
+    txn_overload_feedback(p, c, via);
     {
         const char *l[] = {kl__method_label(m->method), kl__code_label(code), c->target.zone};
 

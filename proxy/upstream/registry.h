@@ -53,6 +53,9 @@ typedef struct kl_dest_state {
     kl_breaker_t breaker;        /* outlier ejection (breaker.h) */
     uint64_t went_down, went_up; /* health transitions, for metrics */
     uint64_t tick_seen;          /* the router tick that last looked at it */
+    unsigned oc_percent;         /* RFC 7339 reduction asked by the destination */
+    uint64_t oc_until_ms;        /* ... until then */
+    uint64_t oc_feedback;        /* times it asked, for metrics */
 } kl_dest_state_t;
 
 typedef struct kl_registry {

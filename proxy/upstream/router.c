@@ -566,10 +566,17 @@ static void dest_weights(cluster_rt_t *cl, zone_rt_t *zr, uint64_t now_ms)
     for (size_t d = 0; d < zr->conf->ndests; d++) {
         unsigned w = weight_scaled(zr->conf->dests[d].weight);
         double f = ramp_factor(cl->conf, zr->dests[d], now_ms);
+        kl_dest_state_t *s = zr->dests[d];
+
+        /* RFC 7339 loss algorithm: the asked share fewer new requests */
+        if (s->oc_percent > 0 && now_ms < s->oc_until_ms)
+            f *= (100.0 - s->oc_percent) / 100.0;
+        else
+            s->oc_percent = 0;
 
         if (f < 1.0 && w > 0) {
             w = (unsigned)(w * f);
-            w = w > 0 ? w : 1;
+            w = w > 0 || s->oc_percent == 100 ? w : 1;
         }
         kl_swrr_set_weight(&zr->swrr, d, w);
     }
@@ -1143,6 +1150,23 @@ static void *router_probe_result(void *router, const char *zone, const char *uri
     return dest_health_change(r, s, cl->conf, ch, now_ms, "probe") ? s : NULL;
 }
 
+static void router_overload(void *router, const kl_target_t *t, unsigned percent,
+                            uint32_t validity_ms, uint64_t now_ms)
+{
+    kl_router_t *r = router;
+    kl_dest_state_t *s = t->dest;
+
+    if (s == NULL)
+        return;
+    if (percent != s->oc_percent && r->log != NULL)
+        kl_log(KL_LOG_NOTICE, r->log,
+               "event=overload_feedback zone=%s dest=%s reduce_percent=%u validity_ms=%u", s->zone,
+               s->uri, percent, validity_ms);
+    s->oc_percent = validity_ms > 0 ? percent : 0;
+    s->oc_until_ms = now_ms + validity_ms;
+    s->oc_feedback++;
+}
+
 void kl_router_set_log(kl_router_t *r, const kl_log_ctx_t *log)
 {
     r->log = log;
@@ -1198,6 +1222,7 @@ const kl_router_ops_t kl_router_ops = {
     .lookup = router_lookup,
     .report = router_report,
     .tick = router_tick,
+    .overload = router_overload,
     .probe_result = router_probe_result,
     .dialog = router_dialog,
     .release = router_release,
@@ -1286,6 +1311,8 @@ static double weight_in_force(const cluster_rt_t *cl, const zone_rt_t *zr, size_
     if (s->slow_start_at != 0)
         w *= kl_slowstart_factor(now_ms, s->slow_start_at, ss->window, ss->aggression,
                                  ss->min_weight_percent);
+    if (s->oc_percent > 0 && now_ms < s->oc_until_ms)
+        w *= (100.0 - s->oc_percent) / 100.0;
     return w;
 }
 
@@ -1366,23 +1393,45 @@ json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms)
             for (size_t d = 0; d < zr->conf->ndests; d++) {
                 const kl_dest_state_t *s = zr->dests[d];
                 double ramp = 1.0;
+                json_t *dj;
 
                 if (s->slow_start_at != 0)
                     ramp = kl_slowstart_factor(
                         now_ms, s->slow_start_at, cl->conf->slow_start.window,
                         cl->conf->slow_start.aggression, cl->conf->slow_start.min_weight_percent);
                 up += s->up && s->routable;
-                json_array_append_new(
-                    dests,
-                    json_pack("{s:s, s:b, s:b, s:b, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}",
-                              "uri", s->uri, "up", s->up && s->routable, "drained", s->drained,
-                              "slow_start", s->slow_start_at != 0, "weight",
-                              (json_int_t)zr->conf->dests[d].weight, "weight_in_force",
-                              weight_in_force(cl, zr, d, now_ms), "slow_start_progress", ramp,
-                              "in_flight", (json_int_t)s->in_flight, "dialogs",
-                              (json_int_t)s->dialogs, "attempts", (json_int_t)s->attempts,
-                              "successes", (json_int_t)s->successes, "failures",
-                              (json_int_t)s->failures, "timeouts", (json_int_t)s->timeouts));
+                dj = json_pack(
+                    "{s:s, s:b, s:b, s:b, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}", "uri",
+                    s->uri, "up", s->up && s->routable, "drained", s->drained, "slow_start",
+                    s->slow_start_at != 0, "weight", (json_int_t)zr->conf->dests[d].weight,
+                    "weight_in_force", weight_in_force(cl, zr, d, now_ms), "slow_start_progress",
+                    ramp, "in_flight", (json_int_t)s->in_flight, "dialogs", (json_int_t)s->dialogs,
+                    "attempts", (json_int_t)s->attempts, "successes", (json_int_t)s->successes,
+                    "failures", (json_int_t)s->failures, "timeouts", (json_int_t)s->timeouts);
+                if (dj != NULL) {
+                    static const char *const bst[] = {"none", "closed", "ejected", "half_open"};
+                    json_t *health =
+                        json_pack("{s:b, s:I, s:I, s:i, s:I, s:I}", "checked", s->health_started,
+                                  "consecutive_failures", (json_int_t)s->health.consec_fail,
+                                  "consecutive_successes", (json_int_t)s->health.consec_ok,
+                                  "last_code", s->health.last_code, "went_down",
+                                  (json_int_t)s->went_down, "went_up", (json_int_t)s->went_up);
+                    json_t *br =
+                        json_pack("{s:s, s:I, s:I, s:I}", "state", bst[s->breaker.state & 3],
+                                  "ejections", (json_int_t)s->breaker.ejections, "times_ejected",
+                                  (json_int_t)s->breaker.multiplier, "remaining_ms",
+                                  (json_int_t)kl_breaker_remaining_ms(&s->breaker, now_ms));
+                    bool oc = s->oc_percent > 0 && now_ms < s->oc_until_ms;
+                    json_t *ocj = json_pack("{s:I, s:I, s:I}", "reduce_percent",
+                                            (json_int_t)(oc ? s->oc_percent : 0), "remaining_ms",
+                                            (json_int_t)(oc ? s->oc_until_ms - now_ms : 0),
+                                            "received", (json_int_t)s->oc_feedback);
+
+                    json_object_set_new(dj, "health", health != NULL ? health : json_null());
+                    json_object_set_new(dj, "breaker", br != NULL ? br : json_null());
+                    json_object_set_new(dj, "overload", ocj != NULL ? ocj : json_null());
+                    json_array_append_new(dests, dj);
+                }
             }
             json_array_append_new(
                 zones, json_pack("{s:s, s:I, s:b, s:b, s:I, s:o}", "name", zr->conf->name, "weight",
