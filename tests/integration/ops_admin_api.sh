@@ -134,7 +134,8 @@ scrape "$TMP/m.prom"
 # a .invalid name never resolves (RFC 6761): cluster chat has no destination up
 conf chat_a=sip:chat-a.invalid chat_b=sip:chat-b.invalid
 expect_code 200 POST /v1/reload
-expect_code 503 GET /readyz
+not_ready() { [ "$(admin_code GET /readyz)" = 503 ]; }
+wait_until 5 not_ready || fail "/readyz is $(admin_code GET /readyz) with no chat destination up: $(body)"
 [ "$(body | json_eval 'j["ready"] is False and any("chat" in p for p in j["problems"]) and len(j["problems"]) == 1')" = true ] \
     || fail "/readyz 503 body does not name cluster chat alone: $(body)"
 conf
