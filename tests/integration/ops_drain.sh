@@ -3,12 +3,14 @@
 # then zone-a is drained: new calls all go to zone-b, none reaches zone-a's
 # servers, while the BYEs of the calls zone-a already had still reach them
 # (routed by their Record-Route cookie). Undrained, zone-a takes calls
-# again. The same for one destination of zone-a.
+# again. The same for one destination of zone-a. A reload while drained
+# keeps the drain (destination state is kept by zone + URI).
 source "$(dirname "$0")/lib/common.sh"
 
 port=$(free_port); pa=$(free_port); pa2=$(free_port); pb=$(free_port); ADMIN_PORT=$(free_port)
-python3 "$LIB_DIR/proxyconf.py" "$TMP/keel.yaml" "$port" "127.0.0.1:$pa" "127.0.0.1:$pb" \
-    admin="$ADMIN_PORT" extra_a="127.0.0.1:$pa2"
+conf() { python3 "$LIB_DIR/proxyconf.py" "$TMP/keel.yaml.new" "$port" "127.0.0.1:$pa" "127.0.0.1:$pb" \
+    admin="$ADMIN_PORT" extra_a="127.0.0.1:$pa2" "$@" && mv "$TMP/keel.yaml.new" "$TMP/keel.yaml"; }
+conf
 start_uas uasa "$pa" uas_call.xml
 start_uas uasa2 "$pa2" uas_call.xml
 start_uas uasb "$pb" uas_call.xml
@@ -49,6 +51,10 @@ la=$(m z0 keel_calls_in_flight zone=zone-a)
 echo "calls up before the drain: zone-a $la, zone-b $(m z0 keel_calls_in_flight zone=zone-b)"
 [ "$la" -gt 0 ] || fail "no long call on zone-a: the drain test proves nothing"
 post_ok /v1/zones/zone-a/drain
+conf weight_a=60 weight_b=40
+post_ok /v1/reload
+admin_get /v1/state | json_eval '[z["drained"] for z in j["clusters"][0]["zones"]]' | grep -qx '\[true, false\]' \
+    || fail "a reload undid the drain of zone-a: $(admin_get /v1/state)"
 short short1 30
 long_done long1
 sleep 0.5
@@ -62,7 +68,7 @@ echo "while zone-a drained: new calls zone-a $d_a, zone-b $d_b; BYEs forwarded t
 [ "$d_b" -eq 30 ] || fail "zone-b took $d_b of the 30 new calls"
 [ "$bye_a" -eq "$la" ] || fail "$bye_a BYEs reached zone-a, it had $la calls up"
 [ "$(m z1 keel_calls_in_flight)" = 0 ] || fail "calls still up: $(m z1 keel_calls_in_flight)"
-pass "zone-a drained: 0 of 30 new calls on it, the BYEs of its $la calls still reached it"
+pass "zone-a drained (and kept drained by a reload): 0 of 30 new calls on it, the BYEs of its $la calls still reached it"
 
 post_ok /v1/zones/zone-a/undrain
 short short2 30
@@ -83,6 +89,10 @@ enc=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]
 post_ok "/v1/zones/zone-a/destinations/$enc/drain"
 admin_get /v1/state | json_eval '[d["drained"] for d in j["clusters"][0]["zones"][0]["destinations"]]' \
     | grep -qx '\[false, true\]' || fail "/v1/state does not show $da2 drained"
+conf weight_a=50 weight_b=50
+post_ok /v1/reload
+admin_get /v1/state | json_eval '[d["drained"] for d in j["clusters"][0]["zones"][0]["destinations"]]' \
+    | grep -qx '\[false, true\]' || fail "a reload undid the drain of $da2"
 short short3 30
 long_done long2
 sleep 0.5
@@ -98,7 +108,7 @@ echo "while $da2 drained: new calls $da2 $n2, $da $n1, $db $nb"
 bye_a=$(( $(m d1 keel_sip_requests_forwarded_total method=BYE zone=zone-a) - $(m d0 keel_sip_requests_forwarded_total method=BYE zone=zone-a) ))
 [ "$bye_a" -eq $(( $(m d0 keel_calls_in_flight zone=zone-a) + n1 )) ] \
     || fail "$bye_a BYEs reached zone-a; it had $(m d0 keel_calls_in_flight zone=zone-a) long calls and $n1 new ones"
-pass "destination $da2 drained: 0 of 30 new calls on it, $n1 on the rest of zone-a; BYEs all forwarded"
+pass "destination $da2 drained (and kept by a reload): 0 of 30 new calls on it, $n1 on the rest of zone-a; BYEs all forwarded"
 
 post_ok "/v1/zones/zone-a/destinations/$enc/undrain"
 short short4 40
