@@ -6,7 +6,8 @@ ring_timeout=3s, max_attempts=3, weight_a=50, weight_b=50, admin=PORT (admin
 listener on 127.0.0.1:PORT), token=SECRET (admin bearer token),
 secret=COOKIE_SECRET, extra_b=URI (a second destination in zone-b),
 extra_a=URI (a second destination in zone-a), chat_a=URI and chat_b=URI (the
-chat cluster's destinations instead of zone-a's and zone-b's)."""
+chat cluster's destinations instead of zone-a's and zone-b's), grace=DURATION
+(cookie_secret_grace)."""
 import sys
 
 out, port, a, b = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -62,6 +63,8 @@ clusters:
                     if "extra_b" in opt else ""),
            extra_a=('\n          - {{ uri: "{}" }}'.format(uri(opt["extra_a"]))
                     if "extra_a" in opt else ""))
+if "grace" in opt:
+    yaml += "cookie_secret_grace: {}\n".format(opt["grace"])
 if "admin" in opt:
     yaml += "admin: {{ address: 127.0.0.1, port: {}, token: \"{}\" }}\n".format(
         opt["admin"], opt.get("token", ""))
