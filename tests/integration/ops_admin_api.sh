@@ -176,4 +176,13 @@ start_uas uasb "$pb" uas_call.xml
 run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m 4 -r 10 -d 100 -timeout 20s \
     || fail "calls after the admin calls failed: $(tail -5 "$TMP/uac.log")"
 pass "calls still complete"
+
+# an unknown path is 404 however deep it is (kept last: keel answers a path
+# of more than 8 segments 400 "the path does not decode")
+for p in /v1/zones/zone-a/destinations/x/drain/extra /a/b/c/d/e/f/g/h /a/b/c/d/e/f/g/h/i \
+    /v1/zones/zone-a/destinations/x/y/z/drain/more; do
+    expect_code 404 GET "$p"
+    is_json_error || fail "404 on $p is not a JSON error: $(body)"
+done
+pass "deep unknown paths 404"
 stop_keel
