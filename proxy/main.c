@@ -8,6 +8,7 @@
 #include "sip/proxy.h"
 #include "transport/transport.h"
 #include "upstream/router.h"
+#include "modules/dns/dns.h"
 #include "modules/metrics/admin.h"
 
 #include <event2/event.h>
@@ -78,6 +79,7 @@ static void worker_collect(kl_worker_t *w, kl_stats_t *into)
 {
     kl_router_collect(w->router, into, kl_now_ms());
     kl_proxy_collect(w->proxy, into);
+    kl_dns_collect(w, into);
 }
 
 static json_t *worker_state(kl_worker_t *w)

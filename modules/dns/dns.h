@@ -33,4 +33,9 @@ typedef struct kl_dns_conf {
 
 extern const kl_module_t kl_dns_module;
 
+struct kl_worker;
+struct kl_stats;
+/* Adds the resolvers' gauges of worker <w> into <into> (worker thread). */
+void kl_dns_collect(struct kl_worker *w, struct kl_stats *into);
+
 #endif

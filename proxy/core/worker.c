@@ -27,16 +27,21 @@ static void worker_adopt_pending(kl_worker_t *w)
     next = w->pending;
     w->pending = NULL;
     pthread_mutex_unlock(&w->lock);
+    const kl_conf_t *old;
+
     if (next == NULL)
         return;
-    for (int i = 0; kl_modules[i] != NULL; i++) {
-        if (kl_modules[i]->reload != NULL)
-            kl_modules[i]->reload(w, w->conf->mod_conf[i], next->mod_conf[i]);
-    }
     if (w->hooks != NULL && w->hooks->reload != NULL)
         w->hooks->reload(w, w->conf, next);
-    kl_conf_unref(w->conf);
+    /* modules run with w->conf already the new snapshot (they may read its
+     * other sections); the old one stays alive until they are done */
+    old = w->conf;
     w->conf = next;
+    for (int i = 0; kl_modules[i] != NULL; i++) {
+        if (kl_modules[i]->reload != NULL)
+            kl_modules[i]->reload(w, old->mod_conf[i], next->mod_conf[i]);
+    }
+    kl_conf_unref(old);
     kl_log(KL_LOG_INFO, &w->log, "event=config_adopted version=%llu",
            (unsigned long long)next->version);
 }

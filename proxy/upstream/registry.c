@@ -48,6 +48,9 @@ int kl_registry_init(kl_registry_t *reg)
 
 static void state_free(kl_dest_state_t *s)
 {
+    free(s->children);
+    free(s->child_prio);
+    free(s->child_weight);
     /* zone and uri live in the key allocation that zone points to */
     free(s->zone);
     free(s);
@@ -132,12 +135,13 @@ int kl_registry_get(kl_registry_t *reg, const char *zone, const kl_conf_dest_t *
             return KL_ENOMEM;
     }
     s->transport = d->transport;
+    s->is_name = d->host != NULL && !d->host_is_ip && strcasecmp(d->host, "localhost") != 0;
     if (d->host != NULL && strcasecmp(d->host, "localhost") == 0)
         /* "localhost" needs no resolver; other names wait for the dns module */
         s->routable = kl_addr_from_str("127.0.0.1", port, &s->addr) == KL_OK;
     else
-        s->routable = d->host_is_ip && d->host != NULL &&
-                      kl_addr_from_str(d->host, port, &s->addr) == KL_OK;
+        s->routable =
+            d->host_is_ip && d->host != NULL && kl_addr_from_str(d->host, port, &s->addr) == KL_OK;
     /* keel has no TLS or WebSocket client yet: such a destination is never
      * chosen (it would only fail as a transport error) */
     if (d->transport == KL_TP_TLS || d->transport == KL_TP_WS)
@@ -252,10 +256,38 @@ void kl_dest_state_ref(kl_dest_state_t *s)
     s->refs++;
 }
 
+void kl_registry_set_children(kl_registry_t *reg, kl_dest_state_t *g, kl_dest_state_t **c,
+                              uint16_t *prio, uint16_t *weight, size_t n)
+{
+    kl_dest_state_t **old = g->children;
+    size_t nold = g->nchildren;
+
+    g->children = c;
+    g->nchildren = n;
+    free(g->child_prio);
+    free(g->child_weight);
+    g->child_prio = prio;
+    g->child_weight = weight;
+    for (size_t i = 0; i < n; i++)
+        c[i]->group = g;
+    for (size_t i = 0; i < nold; i++) {
+        bool kept = false;
+
+        for (size_t j = 0; j < n && !kept; j++)
+            kept = c[j] == old[i];
+        if (!kept && old[i]->group == g)
+            old[i]->group = NULL;
+        kl_registry_unref(reg, old[i]);
+    }
+    free(old);
+}
+
 void kl_registry_unref(kl_registry_t *reg, kl_dest_state_t *s)
 {
     if (s == NULL || --s->refs > 0)
         return;
+    if (s->nchildren > 0 || s->children != NULL)
+        kl_registry_set_children(reg, s, NULL, NULL, NULL, 0);
     state_remove(reg, s);
 }
 

@@ -53,9 +53,21 @@ typedef struct kl_dest_state {
     kl_breaker_t breaker;        /* outlier ejection (breaker.h) */
     uint64_t went_down, went_up; /* health transitions, for metrics */
     uint64_t tick_seen;          /* the router tick that last looked at it */
-    unsigned oc_percent;         /* RFC 7339 reduction asked by the destination */
-    uint64_t oc_until_ms;        /* ... until then */
-    uint64_t oc_feedback;        /* times it asked, for metrics */
+    /* A destination given by a DNS name (RFC 3263) is a group: the targets
+     * the dns module resolved it to, each a state of its own (health,
+     * breaker, slow-start), one ref each. Empty until resolved. */
+    struct kl_dest_state **children;
+    uint16_t *child_prio, *child_weight;
+    size_t nchildren;
+    bool is_name;                /* needs DNS */
+    bool dns_resolved;           /* an answer arrived (children may still be empty: NXDOMAIN) */
+    bool dns_stale;              /* every resolver failed: children are a stale answer */
+    uint64_t dns_stale_used;     /* targets handed out from a stale answer */
+    struct kl_dest_state *group; /* a child: its group (borrowed; NULL otherwise) */
+
+    unsigned oc_percent;  /* RFC 7339 reduction asked by the destination */
+    uint64_t oc_until_ms; /* ... until then */
+    uint64_t oc_feedback; /* times it asked, for metrics */
 } kl_dest_state_t;
 
 typedef struct kl_registry {
@@ -86,6 +98,12 @@ int kl_registry_get(kl_registry_t *reg, const char *zone, const kl_conf_dest_t *
  * <out> set (one ref taken), KL_EINVAL for any other URI, or KL_ENOMEM. */
 int kl_registry_get_uri(kl_registry_t *reg, const char *zone, const char *uri,
                         kl_dest_state_t **out);
+
+/* Replaces group <g>'s children with <c> (n entries, a ref each, taken by
+ * the caller; <c>, <prio> and <weight> become <g>'s), dropping the refs of
+ * the previous ones. */
+void kl_registry_set_children(kl_registry_t *reg, kl_dest_state_t *g, kl_dest_state_t **c,
+                              uint16_t *prio, uint16_t *weight, size_t n);
 
 /* Takes one more ref on <s>. */
 void kl_dest_state_ref(kl_dest_state_t *s);

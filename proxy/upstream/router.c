@@ -97,6 +97,7 @@ struct kl_router {
 
 typedef struct tried {
     uint32_t zone, dest;
+    const kl_dest_state_t *state; /* the one tried: the destination, or a DNS target of it */
 } tried_t;
 
 struct kl_plan {
@@ -444,10 +445,10 @@ static bool route_matches(const kl_conf_match_t *m, const kl_route_req_t *req)
 
 /* ---- choosing ---- */
 
-static bool plan_tried(const kl_plan_t *p, size_t z, size_t d)
+static bool state_tried(const kl_plan_t *p, const kl_dest_state_t *st)
 {
     for (unsigned i = 0; i < p->ntried; i++) {
-        if (p->tried[i].zone == z && p->tried[i].dest == d)
+        if (p->tried[i].state == st)
             return true;
     }
     return false;
@@ -469,6 +470,15 @@ static bool breaker_blocks(const kl_breaker_t *b)
            (b->state == KL_BREAKER_HALF_OPEN && b->trial_in_flight);
 }
 
+static bool target_eligible(const kl_plan_t *p, const kl_dest_state_t *s)
+{
+    if (!s->routable || s->drained || state_tried(p, s))
+        return false;
+    if (p->panic)
+        return true;
+    return s->up && !breaker_blocks(&s->breaker);
+}
+
 /* Down, drained, name-only (no DNS yet) and tried destinations are out. A
  * zone whose destinations are all down has nothing eligible (panic mode is a
  * later issue). */
@@ -476,11 +486,17 @@ static bool dest_eligible(const kl_plan_t *p, size_t z, size_t d)
 {
     const kl_dest_state_t *s = p->cl->zones[z].dests[d];
 
-    if (!s->routable || s->drained || plan_tried(p, z, d))
+    if (s->nchildren > 0) {
+        /* a name: eligible when one of its targets is */
+        if (s->drained)
+            return false;
+        for (size_t i = 0; i < s->nchildren; i++) {
+            if (target_eligible(p, s->children[i]))
+                return true;
+        }
         return false;
-    if (p->panic)
-        return true;
-    return s->up && !breaker_blocks(&s->breaker);
+    }
+    return target_eligible(p, s);
 }
 
 /* Which bulkhead of zone <z> would the plan's next attempt overflow: 0
@@ -780,6 +796,43 @@ size_t kl_router_faults(kl_router_t *r, uint64_t now_ms, kl_fault_t *out, size_t
     return n;
 }
 
+/* RFC 2782 among a name's eligible targets: the lowest priority, then
+ * weighted random (weight 0 only when all are 0). */
+static kl_dest_state_t *pick_child(kl_router_t *r, const kl_plan_t *p, const kl_dest_state_t *g)
+{
+    unsigned best = UINT_MAX;
+    uint64_t total = 0, draw;
+    size_t nbest = 0;
+
+    for (size_t i = 0; i < g->nchildren; i++) {
+        if (!target_eligible(p, g->children[i]))
+            continue;
+        if (g->child_prio[i] < best) {
+            best = g->child_prio[i];
+            total = 0;
+            nbest = 0;
+        }
+        if (g->child_prio[i] == best) {
+            total += g->child_weight[i];
+            nbest++;
+        }
+    }
+    if (nbest == 0)
+        return NULL;
+    draw = total > 0 ? router_rand(r) % total : router_rand(r) % nbest;
+    for (size_t i = 0; i < g->nchildren; i++) {
+        uint64_t w;
+
+        if (g->child_prio[i] != best || !target_eligible(p, g->children[i]))
+            continue;
+        w = total > 0 ? g->child_weight[i] : 1;
+        if (draw < w)
+            return g->children[i];
+        draw -= w;
+    }
+    return NULL;
+}
+
 /* ---- the operations ---- */
 
 static kl_plan_t *router_plan_new(void *router, const kl_route_req_t *req)
@@ -844,6 +897,7 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
 
     kl_router_t *r = router;
     uint64_t now = kl_now_ms();
+    kl_dest_state_t *chosen;
 
     if (p->ntried >= p->max)
         return KL_ENOENT;
@@ -870,6 +924,12 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
     d = kl_swrr_pick(&zr->swrr, dest_ok, &pc);
     if (d < 0)
         return KL_ENOENT; /* eligible but weight 0 everywhere */
+    chosen = zr->dests[d];
+    if (chosen->nchildren > 0) {
+        chosen = pick_child(r, p, chosen);
+        if (chosen == NULL)
+            return KL_ENOENT;
+    }
     if (p->ntried > 0 && !p->moved &&
         !kl_budget_try_retry(&p->cl->cs->budget, &p->cl->conf->retry_budget, p->cl->cs->in_flight,
                              p->now_ms)) {
@@ -879,11 +939,14 @@ static int router_plan_next(void *router, kl_plan_t *p, kl_target_t *out)
     }
     p->tried[p->ntried].zone = (uint32_t)z;
     p->tried[p->ntried].dest = (uint32_t)d;
+    p->tried[p->ntried].state = chosen;
     p->ntried++;
-    target_take(zr->dests[d], p, out);
+    target_take(chosen, p, out);
     out->retry = p->ntried > 1 && !p->moved;
     p->moved = false;
-    fault_apply(router, zr->dests[d], out, false, now);
+    if (chosen->group != NULL && chosen->group->dns_stale)
+        chosen->group->dns_stale_used++;
+    fault_apply(router, chosen, out, false, now);
     return KL_OK;
 }
 
@@ -931,7 +994,7 @@ static cluster_rt_t *cluster_with(kl_router_t *r, const kl_dest_state_t *s, zone
         zone_rt_t *zr = zone_of(&r->gen->clusters[c], s->zone);
 
         for (size_t d = 0; zr != NULL && d < zr->conf->ndests; d++) {
-            if (zr->dests[d] == s) {
+            if (zr->dests[d] == s || (s->group != NULL && zr->dests[d] == s->group)) {
                 if (zout != NULL)
                     *zout = zr;
                 return &r->gen->clusters[c];
@@ -945,11 +1008,21 @@ static void zone_ejected(const zone_rt_t *zr, const kl_dest_state_t *except, uns
                          unsigned *total)
 {
     *ejected = 0;
-    *total = (unsigned)zr->conf->ndests;
+    *total = 0;
     for (size_t d = 0; d < zr->conf->ndests; d++) {
-        if (zr->dests[d] != except && kl_breaker_is_ejected(&zr->dests[d]->breaker))
-            (*ejected)++;
+        const kl_dest_state_t *g = zr->dests[d];
+        size_t n = g->is_name ? g->nchildren : 1;
+
+        for (size_t i = 0; i < n; i++) {
+            const kl_dest_state_t *s = g->is_name ? g->children[i] : g;
+
+            (*total)++;
+            if (s != except && kl_breaker_is_ejected(&s->breaker))
+                (*ejected)++;
+        }
     }
+    if (*total == 0)
+        *total = 1;
 }
 
 /* Back in service after being down or ejected: ramp up (DESIGN slow-start). */
@@ -1072,6 +1145,52 @@ static bool router_report(void *router, const kl_target_t *t, kl_outcome_t o, in
     return dead;
 }
 
+/* One destination (or DNS target) at a tick: probe timeouts, probes due,
+ * the breaker's evaluation. */
+static void tick_dest(kl_router_t *r, const kl_conf_cluster_t *cc, zone_rt_t *zr,
+                      kl_dest_state_t *s, uint64_t now_ms, kl_tick_out_t *out)
+{
+    kl_breaker_state_t st;
+    unsigned ej, total;
+    bool dead = false;
+
+    if (s->tick_seen == r->tick_no)
+        return; /* in an earlier cluster too: governed by that one */
+    s->tick_seen = r->tick_no;
+    if (cc->health.enabled && s->routable) {
+        if (!s->health_started) {
+            kl_health_init(&s->health, &cc->health, now_ms, router_rand(r));
+            s->health_started = true;
+        }
+        dead =
+            dest_health_change(r, s, cc, kl_health_check_timeout(&s->health, &cc->health, now_ms),
+                               now_ms, "probe_timeout");
+        if (kl_health_due(&s->health, now_ms) && out->nprobes < KL_TICK_MAX) {
+            kl_probe_req_t *pr = &out->probes[out->nprobes++];
+
+            snprintf(pr->zone, sizeof(pr->zone), "%s", s->zone);
+            snprintf(pr->uri, sizeof(pr->uri), "%s", s->uri);
+            pr->transport = s->transport;
+            pr->addr = s->addr;
+            kl_health_probe_sent(&s->health, &cc->health, now_ms, router_rand(r));
+            pr->deadline_ms = s->health.deadline_ms;
+        }
+    } else if (s->health_started && !cc->health.enabled) {
+        /* checks turned off by a reload: evidence ends, up again */
+        s->health_started = false;
+        if (!s->up)
+            dest_health_change(r, s, cc, KL_HEALTH_WENT_UP, now_ms, "checks_off");
+    }
+    zone_ejected(zr, s, &ej, &total);
+    st = kl_breaker_tick(&s->breaker, &cc->outlier, now_ms, ej, total);
+    if (st == KL_BREAKER_EJECTED) {
+        dest_ejected_log(r, s, &cc->outlier, now_ms);
+        dead = true;
+    }
+    if (dead && out->ndead < KL_TICK_MAX)
+        out->dead[out->ndead++] = s;
+}
+
 static void router_tick(void *router, uint64_t now_ms, kl_tick_out_t *out)
 {
     kl_router_t *r = router;
@@ -1082,52 +1201,19 @@ static void router_tick(void *router, uint64_t now_ms, kl_tick_out_t *out)
     r->tick_no++;
     for (size_t c = 0; c < g->nclusters; c++) {
         cluster_rt_t *cl = &g->clusters[c];
-        const kl_conf_cluster_t *cc = cl->conf;
 
         for (size_t z = 0; z < cl->nzones; z++) {
             zone_rt_t *zr = &cl->zones[z];
 
             for (size_t d = 0; d < zr->conf->ndests; d++) {
                 kl_dest_state_t *s = zr->dests[d];
-                kl_breaker_state_t st;
-                unsigned ej, total;
-                bool dead = false;
 
-                if (s->tick_seen == r->tick_no)
-                    continue; /* in an earlier cluster too: governed by that one */
-                s->tick_seen = r->tick_no;
-                if (cc->health.enabled && s->routable) {
-                    if (!s->health_started) {
-                        kl_health_init(&s->health, &cc->health, now_ms, router_rand(r));
-                        s->health_started = true;
-                    }
-                    dead = dest_health_change(
-                        r, s, cc, kl_health_check_timeout(&s->health, &cc->health, now_ms), now_ms,
-                        "probe_timeout");
-                    if (kl_health_due(&s->health, now_ms) && out->nprobes < KL_TICK_MAX) {
-                        kl_probe_req_t *pr = &out->probes[out->nprobes++];
-
-                        snprintf(pr->zone, sizeof(pr->zone), "%s", s->zone);
-                        snprintf(pr->uri, sizeof(pr->uri), "%s", s->uri);
-                        pr->transport = s->transport;
-                        pr->addr = s->addr;
-                        kl_health_probe_sent(&s->health, &cc->health, now_ms, router_rand(r));
-                        pr->deadline_ms = s->health.deadline_ms;
-                    }
-                } else if (s->health_started && !cc->health.enabled) {
-                    /* checks turned off by a reload: evidence ends, up again */
-                    s->health_started = false;
-                    if (!s->up)
-                        dest_health_change(r, s, cc, KL_HEALTH_WENT_UP, now_ms, "checks_off");
+                if (s->is_name) {
+                    for (size_t i = 0; i < s->nchildren; i++)
+                        tick_dest(r, cl->conf, zr, s->children[i], now_ms, out);
+                    continue;
                 }
-                zone_ejected(zr, s, &ej, &total);
-                st = kl_breaker_tick(&s->breaker, &cc->outlier, now_ms, ej, total);
-                if (st == KL_BREAKER_EJECTED) {
-                    dest_ejected_log(r, s, &cc->outlier, now_ms);
-                    dead = true;
-                }
-                if (dead && out->ndead < KL_TICK_MAX)
-                    out->dead[out->ndead++] = s;
+                tick_dest(r, cl->conf, zr, s, now_ms, out);
             }
         }
     }
@@ -1344,24 +1430,38 @@ void kl_router_collect(const kl_router_t *r, kl_stats_t *into, uint64_t now_ms)
 
             kl_stats_set(into, KL_ST_ZONE_DRAINED, zl, zone_is_drained(r, zr->conf->name));
             for (size_t d = 0; d < zr->conf->ndests; d++) {
-                const kl_dest_state_t *s = zr->dests[d];
-                const char *l[] = {cl->conf->name, zr->conf->name, s->uri};
+                const kl_dest_state_t *g = zr->dests[d];
+                size_t n = g->is_name ? g->nchildren : 1;
 
-                kl_stats_set(into, KL_ST_DEST_UP, l, s->up && s->routable ? 1 : 0);
-                kl_stats_set(into, KL_ST_DEST_WEIGHT, l, weight_in_force(cl, zr, d, now_ms));
-                kl_stats_add(into, KL_ST_DEST_IN_FLIGHT, l, s->in_flight);
-                kl_stats_set(into, KL_ST_DEST_DRAINED, l, s->drained ? 1 : 0);
-                kl_stats_set(into, KL_ST_DEST_EJECTED, l,
-                             kl_breaker_is_ejected(&s->breaker) ? 1 : 0);
-                kl_stats_add(into, KL_ST_DEST_EJECTIONS, l, (double)s->breaker.ejections);
-                {
-                    const char *ld[] = {cl->conf->name, zr->conf->name, s->uri, "down"};
-                    const char *lu[] = {cl->conf->name, zr->conf->name, s->uri, "up"};
+                if (g->is_name) {
+                    const char *ln[] = {zr->conf->name, g->uri};
 
-                    kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, ld, (double)s->went_down);
-                    kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, lu, (double)s->went_up);
+                    kl_stats_set(into, KL_ST_DNS_TARGETS, ln, (double)g->nchildren);
+                    kl_stats_set(into, KL_ST_DNS_STALE, ln, g->dns_stale ? 1 : 0);
+                    kl_stats_add(into, KL_ST_DNS_STALE_USED, ln, (double)g->dns_stale_used);
                 }
-                healthy += s->up && s->routable && !kl_breaker_is_ejected(&s->breaker);
+                for (size_t i = 0; i < n; i++) {
+                    const kl_dest_state_t *s = g->is_name ? g->children[i] : g;
+                    const char *l[] = {cl->conf->name, zr->conf->name, s->uri};
+                    double w = g->is_name ? (s->up && !s->drained ? g->child_weight[i] : 0)
+                                          : weight_in_force(cl, zr, d, now_ms);
+
+                    kl_stats_set(into, KL_ST_DEST_UP, l, s->up && s->routable ? 1 : 0);
+                    kl_stats_set(into, KL_ST_DEST_WEIGHT, l, w);
+                    kl_stats_add(into, KL_ST_DEST_IN_FLIGHT, l, s->in_flight);
+                    kl_stats_set(into, KL_ST_DEST_DRAINED, l, s->drained ? 1 : 0);
+                    kl_stats_set(into, KL_ST_DEST_EJECTED, l,
+                                 kl_breaker_is_ejected(&s->breaker) ? 1 : 0);
+                    kl_stats_add(into, KL_ST_DEST_EJECTIONS, l, (double)s->breaker.ejections);
+                    {
+                        const char *ld[] = {cl->conf->name, zr->conf->name, s->uri, "down"};
+                        const char *lu[] = {cl->conf->name, zr->conf->name, s->uri, "up"};
+
+                        kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, ld, (double)s->went_down);
+                        kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, lu, (double)s->went_up);
+                    }
+                    healthy += s->up && s->routable && !kl_breaker_is_ejected(&s->breaker);
+                }
             }
             {
                 const char *lz[] = {cl->conf->name, zr->conf->name};
@@ -1443,4 +1543,56 @@ json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms)
                               json_pack("{s:s, s:o}", "name", cl->conf->name, "zones", zones));
     }
     return clusters;
+}
+
+/* ---- DNS names (RFC 3263) ---- */
+
+int kl_router_set_targets(kl_router_t *r, const char *zone, const char *uri,
+                          const kl_dns_target_t *t, size_t n, bool stale, uint64_t now_ms)
+{
+    kl_dest_state_t *g = kl_registry_find(&r->reg, zone, uri);
+    kl_dest_state_t **c = NULL;
+    uint16_t *prio = NULL, *weight = NULL;
+    bool had = g != NULL && g->dns_resolved && g->nchildren > 0;
+    cluster_rt_t *cl;
+
+    if (g == NULL || !g->is_name)
+        return KL_ENOENT;
+    if (n > 0) {
+        c = calloc(n, sizeof(*c));
+        prio = calloc(n, sizeof(*prio));
+        weight = calloc(n, sizeof(*weight));
+        if (c == NULL || prio == NULL || weight == NULL)
+            goto nomem;
+    }
+    cl = cluster_with(r, g, NULL);
+    for (size_t i = 0; i < n; i++) {
+        bool known = false;
+
+        for (size_t j = 0; j < g->nchildren && !known; j++)
+            known = strcmp(g->children[j]->uri, t[i].uri) == 0;
+        if (kl_registry_get_uri(&r->reg, zone, t[i].uri, &c[i]) != KL_OK) {
+            while (i-- > 0)
+                kl_registry_unref(&r->reg, c[i]);
+            goto nomem;
+        }
+        c[i]->zone_state = g->zone_state;
+        c[i]->in_config = true;
+        c[i]->drained = c[i]->drained || g->drained;
+        prio[i] = t[i].priority;
+        weight[i] = t[i].weight;
+        /* a target that appears in a later answer ramps up like an added
+         * destination; the first answer's start at full weight */
+        if (!known && had && cl != NULL && cl->conf->slow_start.window > 0 && c[i]->refs == 1)
+            c[i]->slow_start_at = now_ms != 0 ? now_ms : 1;
+    }
+    kl_registry_set_children(&r->reg, g, c, prio, weight, n);
+    g->dns_resolved = true;
+    g->dns_stale = stale;
+    return KL_OK;
+nomem:
+    free(c);
+    free(prio);
+    free(weight);
+    return KL_ENOMEM;
 }

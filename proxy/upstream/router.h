@@ -111,6 +111,21 @@ struct kl_log_ctx;
  * worker's; borrowed). */
 void kl_router_set_log(kl_router_t *r, const struct kl_log_ctx *log);
 
+/* One target a DNS name resolved to: its identity is a sip: URI with an IP
+ * literal host, port and transport ("sip:10.0.0.5:5060;transport=tcp"). */
+typedef struct kl_dns_target {
+    char uri[128];
+    uint16_t priority, weight; /* RFC 2782 */
+} kl_dns_target_t;
+
+/* Sets the targets of destination <uri> of <zone> (a DNS name of the current
+ * snapshot) to <t> (<n> entries; 0: the name does not resolve, so it is not
+ * eligible and requests fail over). <stale>: served from an expired answer
+ * because no resolver answered (RFC 8767). Targets that stay keep their
+ * state; new ones of a later answer ramp up. KL_OK, KL_ENOENT or KL_ENOMEM. */
+int kl_router_set_targets(kl_router_t *r, const char *zone, const char *uri,
+                          const kl_dns_target_t *t, size_t n, bool stale, uint64_t now_ms);
+
 extern const kl_router_ops_t kl_router_ops;
 
 #endif
