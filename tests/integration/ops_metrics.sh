@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # /metrics after a scripted set of calls: exact counter values for calls,
-# seizures, answers and failovers, checked against what the SIPp servers
-# saw; calls in flight back to 0; `promtool check metrics` clean on a scrape
+# seizures, answers and failovers (by cause: code, timeout, transport),
+# checked against what the SIPp servers saw; calls in flight back to 0; `promtool check metrics` clean on a scrape
 # taken while calls are up.
 source "$(dirname "$0")/lib/common.sh"
 command -v promtool >/dev/null || fail "promtool is not installed (scripts/setup installs prometheus)"
@@ -98,5 +98,47 @@ expect p2 60 keel_sip_responses_sent_total method=INVITE code=2xx
 expect p2 0 keel_calls_in_flight
 expect p2 0 keel_transactions_in_flight class=call
 pass "40 calls with zone-a at 503: $a2 failovers (cause=code, zone-a), all 40 answered on zone-b, counters exact"
+
+# ---- phase 3, by reload: zone-a is one silent destination (a socket that
+# reads and never answers: cause=timeout after attempt_timeout) and one
+# closed port (ICMP port unreachable: cause=transport) ----
+ps=$(free_port); pc=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", int(sys.argv[1])))
+while True: s.recv(65535)' "$ps" &
+PIDS+=($!)
+python3 "$LIB_DIR/proxyconf.py" "$TMP/keel.yaml.new" "$port" "127.0.0.1:$ps" "127.0.0.1:$pb" \
+    admin="$ADMIN_PORT" extra_a="127.0.0.1:$pc" attempt_timeout=500ms
+mv "$TMP/keel.yaml.new" "$TMP/keel.yaml"
+[ "$(admin_code POST /v1/reload)" = 200 ] || fail "reload for phase 3: $(cat "$TMP/admin.body")"
+run_uac uac3 "127.0.0.1:$port" uac_call.xml -s 1000 -m 20 -r 10 -d 100 -timeout 40s \
+    || fail "sipp uac3: not every call succeeded: $(tail -5 "$TMP/uac3.log")"
+sleep 1.5
+scrape "$TMP/p3.prom"
+ds="sip:127.0.0.1:$ps"; dc="sip:127.0.0.1:$pc"
+ns=$(m p3 keel_calls_seized_total destination="$ds"); nc=$(m p3 keel_calls_seized_total destination="$dc")
+b3=$(( $(uas_count uasb INVITE_Recv) - b1 - 40 ))
+echo "phase 3: silent destination seized $ns, closed port seized $nc, zone-b got $b3"
+[ "$ns" -gt 0 ] && [ "$nc" -gt 0 ] || fail "a zone-a destination was never tried ($ns, $nc)"
+[ "$b3" -eq 20 ] || fail "zone-b completed $b3 of the 20 calls"
+expect p3 80 keel_sip_requests_received_total method=INVITE
+expect p3 "$ns" keel_failovers_total cluster=voice zone=zone-a cause=timeout
+expect p3 "$nc" keel_failovers_total cluster=voice zone=zone-a cause=transport
+expect p3 "$a2" keel_failovers_total cause=code
+expect p3 $((a2 + ns + nc)) keel_failovers_total
+expect p3 "$ns" keel_calls_network_failures_total destination="$ds"
+expect p3 "$nc" keel_calls_network_failures_total destination="$dc"
+expect p3 0 keel_call_final_responses_total destination="$ds"
+expect p3 0 keel_call_final_responses_total destination="$dc"
+expect p3 $((b1 + 60)) keel_calls_answered_total zone=zone-b
+expect p3 $((b1 + 60)) keel_calls_seized_total zone=zone-b
+expect p3 80 keel_sip_responses_sent_total method=INVITE code=2xx
+expect p3 0 keel_calls_in_flight
+# (no keel_transactions_in_flight check here: the INVITE to the silent
+# destination got no provisional, so it cannot be CANCELled and its client
+# transaction keeps waiting for a final response until Timer B, 32 s; it is
+# in flight as documented)
+expect p3 0 keel_transactions_in_flight class=call zone=zone-b
+pass "20 calls with zone-a silent or closed: $ns failovers cause=timeout, $nc cause=transport, all answered on zone-b"
 
 stop_keel
