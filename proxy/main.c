@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define KL_MAX_WORKERS 64
 
@@ -137,19 +139,68 @@ static bool conf_has_listen(const kl_conf_t *conf, const kl_conf_listen_t *l)
     return false;
 }
 
+/* A listener a reload removed, closed once the work that came through it is
+ * over: replies, retransmissions, ACKs and CANCELs of its transactions keep
+ * arriving on it for up to Timer B/F/H (32 s). */
+typedef struct listener_gone {
+    kl_worker_t *w;
+    kl_tp_kind_t kind;
+    char address[64];
+    uint16_t port;
+} listener_gone_t;
+
+#define LISTENER_LINGER_S 32
+
+static void listener_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+    listener_gone_t *g = arg;
+    kl_conf_listen_t l = {.transport = g->kind, .address = g->address, .port = g->port};
+    kl_listener_t *lst;
+
+    (void)fd;
+    (void)what;
+    /* a later reload may have brought it back */
+    if (!conf_has_listen(g->w->conf, &l)) {
+        lst = kl_tp_find_listener(g->w->tp, g->kind, g->address, g->port);
+        if (lst != NULL) {
+            kl_tp_unlisten(g->w->tp, lst);
+            kl_log(KL_LOG_INFO, &g->w->log, "event=listener_closed transport=%s address=%s port=%u",
+                   kl_tp_kind_name(g->kind), g->address, g->port);
+        }
+    }
+    free(g);
+}
+
 static void worker_reload(kl_worker_t *w, const kl_conf_t *old_conf, const kl_conf_t *new_conf)
 {
-    /* new listeners first, then close the removed ones */
+    /* new listeners first, then close the removed ones once their work is done */
     worker_listen_all(w, new_conf);
     for (size_t i = 0; i < old_conf->nlisten; i++) {
         const kl_conf_listen_t *l = &old_conf->listen[i];
+        struct timeval tv = {LISTENER_LINGER_S, 0};
+        listener_gone_t *g;
         kl_listener_t *lst;
 
         if (conf_has_listen(new_conf, l))
             continue;
         lst = kl_tp_find_listener(w->tp, l->transport, l->address, l->port);
-        if (lst != NULL)
+        if (lst == NULL)
+            continue;
+        g = calloc(1, sizeof(*g));
+        if (l->transport == KL_TP_TCP || g == NULL) {
+            /* a TCP listener only accepts: its connections live on */
+            free(g);
             kl_tp_unlisten(w->tp, lst);
+            continue;
+        }
+        g->w = w;
+        g->kind = l->transport;
+        snprintf(g->address, sizeof(g->address), "%s", l->address);
+        g->port = l->port;
+        if (event_base_once(w->base, -1, EV_TIMEOUT, listener_close_cb, g, &tv) != 0) {
+            free(g);
+            kl_tp_unlisten(w->tp, lst);
+        }
     }
     kl_tp_set_limits(w->tp, &new_conf->transport);
     kl_router_reload(w->router, new_conf);
@@ -201,6 +252,43 @@ static void daemon_admin(kl_daemon_t *d)
         kl_admin_reload(d->admin, ac);
 }
 
+/* A reload must not half-apply: every listener it adds must be bindable
+ * before any worker adopts it. Tries each on a throwaway socket with the
+ * workers' options. Returns KL_OK, or KL_EIO with the reason in <err>. */
+static int check_new_listeners(kl_daemon_t *d, const kl_conf_t *conf, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        const kl_conf_listen_t *l = &conf->listen[i];
+        kl_addr_t a;
+        int fd, one = 1, e;
+
+        if (conf_has_listen(d->conf, l))
+            continue;
+        if (kl_addr_from_str(l->address, l->port, &a) != KL_OK)
+            continue; /* validated already */
+        fd = socket(a.u.sa.sa_family, l->transport == KL_TP_UDP ? SOCK_DGRAM : SOCK_STREAM, 0);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (d->conf->workers > 1 || conf->workers > 1)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        e = bind(fd, &a.u.sa, a.len) == 0 ? 0 : errno;
+        close(fd);
+        if (e != 0) {
+            char line[300];
+
+            snprintf(line, sizeof(line), "%s: listen[%zu]: cannot bind %s %s:%u: %s",
+                     conf->file != NULL ? conf->file : "", i, kl_tp_kind_name(l->transport),
+                     l->address, l->port, strerror(e));
+            kl_log(KL_LOG_ERR, &d->log, "event=reload_failed error=\"%s\"", line);
+            if (err != NULL)
+                snprintf(err, errlen, "%s\n", line);
+            return KL_EIO;
+        }
+    }
+    return KL_OK;
+}
+
 /* Reads, validates and swaps the configuration. Returns KL_OK, or KL_EINVAL
  * with the errors (one per line) in <err> when it is not NULL: then nothing
  * changed. */
@@ -234,6 +322,14 @@ static int daemon_reload(kl_daemon_t *d, char *err, size_t errlen)
         return KL_EINVAL;
     }
     free(errs);
+    if (check_new_listeners(d, conf, err, errlen) != KL_OK) {
+        const char *l[] = {"error"};
+
+        d->reloads_failed++;
+        kl_stats_add(d->stats, KL_ST_RELOADS, l, 1);
+        kl_conf_unref(conf);
+        return KL_EINVAL;
+    }
     kl_log_level_set((kl_log_level_t)conf->log_level);
     for (unsigned i = 0; i < d->nworkers; i++)
         kl_worker_adopt(d->workers[i], conf);
