@@ -22,6 +22,10 @@ keel's default applies):
   base_ejection= max_ejection= max_ejected_percent=   outlier
   window= aggression= min_weight_percent=             slow_start
 
+Admission (top level; left out when not given): new_calls_per_s=
+  per_source_rate= per_source_burst= scanners=UA,UA emergency=911,112
+  max_cpu_percent=
+
 Other keys: log=info|debug, secret=COOKIE_SECRET, admin=PORT (admin
 listener on 127.0.0.1), token=SECRET, faults=true|false, workers=N."""
 import sys
@@ -114,6 +118,21 @@ listen:
 if "admin" in opt:
     yaml += "admin: {{ address: 127.0.0.1, port: {}, token: \"{}\", faults: {} }}\n".format(
         opt["admin"], opt.get("token", ""), opt.get("faults", "false"))
+adm = []
+if "new_calls_per_s" in opt:
+    adm.append(("new_calls_per_s", opt["new_calls_per_s"]))
+src = [(k, opt["per_source_" + k]) for k in ("rate", "burst") if "per_source_" + k in opt]
+if src:
+    adm.append(("per_source", flow_map(src)))
+if "scanners" in opt:
+    adm.append(("scanner_user_agents", "[" + ", ".join(opt["scanners"].split(",")) + "]"))
+if "emergency" in opt:
+    adm.append(("emergency", "{ numbers: [" + ", ".join('"%s"' % n for n in opt["emergency"].split(","))
+                + "] }"))
+if "max_cpu_percent" in opt:
+    adm.append(("max_cpu_percent", opt["max_cpu_percent"]))
+if adm:
+    yaml += "admission: %s\n" % flow_map(adm)
 if chat_zones:
     yaml += "routes:\n  - { match: { method: [MESSAGE] }, cluster: chat }\n  - { cluster: voice }\n"
 yaml += "clusters:\n" + cluster_yaml("voice", zones)
