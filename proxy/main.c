@@ -139,14 +139,15 @@ static bool conf_has_listen(const kl_conf_t *conf, const kl_conf_listen_t *l)
     return false;
 }
 
-/* A listener a reload removed, closed once the work that came through it is
- * over: replies, retransmissions, ACKs and CANCELs of its transactions keep
- * arriving on it for up to Timer B/F/H (32 s). */
+/* A listener a reload removed, closed once the transactions that came
+ * through it are over (their retransmissions, ACKs and CANCELs arrive on
+ * it), looked at every second, for at most LISTENER_LINGER_S. */
 typedef struct listener_gone {
     kl_worker_t *w;
     kl_tp_kind_t kind;
     char address[64];
     uint16_t port;
+    unsigned checks;
 } listener_gone_t;
 
 #define LISTENER_LINGER_S 32
@@ -162,6 +163,13 @@ static void listener_close_cb(evutil_socket_t fd, short what, void *arg)
     /* a later reload may have brought it back */
     if (!conf_has_listen(g->w->conf, &l)) {
         lst = kl_tp_find_listener(g->w->tp, g->kind, g->address, g->port);
+        if (lst != NULL && kl_proxy_uses_listener(g->w->proxy, lst) &&
+            ++g->checks < LISTENER_LINGER_S) {
+            struct timeval tv = {1, 0};
+
+            if (event_base_once(g->w->base, -1, EV_TIMEOUT, listener_close_cb, g, &tv) == 0)
+                return; /* its transactions are not over: look again in a second */
+        }
         if (lst != NULL) {
             kl_tp_unlisten(g->w->tp, lst);
             kl_log(KL_LOG_INFO, &g->w->log, "event=listener_closed transport=%s address=%s port=%u",
@@ -177,7 +185,7 @@ static void worker_reload(kl_worker_t *w, const kl_conf_t *old_conf, const kl_co
     worker_listen_all(w, new_conf);
     for (size_t i = 0; i < old_conf->nlisten; i++) {
         const kl_conf_listen_t *l = &old_conf->listen[i];
-        struct timeval tv = {LISTENER_LINGER_S, 0};
+        struct timeval tv = {0, 0};
         listener_gone_t *g;
         kl_listener_t *lst;
 

@@ -540,8 +540,8 @@ static void method_not_allowed(struct evhttp_request *req, const char *allow)
 }
 
 /* Splits <path> ("/a/b/c") into at most <max> percent-decoded segments.
- * Returns the count, or -1 when a segment does not decode or there are too
- * many. The segments are new strings in <seg>. */
+ * Returns the count, -1 when a segment does not decode, -2 when there are
+ * more. The segments are new strings in <seg>. */
 static int split_path(const char *path, char **seg, int max)
 {
     int n = 0;
@@ -554,8 +554,11 @@ static int split_path(const char *path, char **seg, int max)
         size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
         char *raw, *dec;
 
-        if (n == max)
-            goto fail;
+        if (n == max) {
+            while (n > 0)
+                free(seg[--n]);
+            return -2; /* deeper than any path of the API */
+        }
         raw = strndup(p, l);
         if (raw == NULL)
             goto fail;
@@ -589,6 +592,10 @@ static void admin_cb(struct evhttp_request *req, void *arg)
     if (path == NULL || path[0] == '\0')
         path = "/";
     n = split_path(path, seg, 8);
+    if (n == -2) {
+        reply_error(req, 404, "Not Found", "no such path");
+        return;
+    }
     if (n < 0) {
         reply_error(req, 400, "Bad Request", "the path does not decode");
         return;

@@ -157,6 +157,21 @@ void kl_proxy_free(kl_proxy_t *p)
     free(p);
 }
 
+bool kl_proxy_uses_listener(const kl_proxy_t *p, const void *listener)
+{
+    const kl_htab_t *t = &p->servers;
+
+    for (size_t b = 0; b < t->nbuckets; b++) {
+        for (const kl_hnode_t *n = t->buckets[b]; n != NULL; n = n->next) {
+            const kl_ptx_t *x = kl_container_of(n, kl_ptx_t, hn);
+
+            if ((const void *)x->src.listener == listener)
+                return true;
+        }
+    }
+    return false;
+}
+
 void kl_proxy_collect(const kl_proxy_t *p, kl_stats_t *into)
 {
     for (int i = 0; i < KL_DROP_COUNT; i++) {

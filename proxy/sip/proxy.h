@@ -56,6 +56,10 @@ void kl_proxy_reload(kl_proxy_t *p, const kl_conf_t *old_conf, const kl_conf_t *
 
 const kl_proxy_stats_t *kl_proxy_stats(const kl_proxy_t *p);
 
+/* Does a transaction still in progress (or lingering for retransmissions)
+ * use <listener>? O(transactions): for reloads, not the data path. */
+bool kl_proxy_uses_listener(const kl_proxy_t *p, const void *listener);
+
 struct kl_stats;
 /* Adds the series read from live state at scrape time (dropped messages,
  * overload control) into <into>. Worker thread. */
