@@ -18,9 +18,10 @@
       window=                                           slow_start
       node_zone= (default: the first zone), workers=, log=, admin=PORT
 
-  dnsconf.py blackhole PORT
+  dnsconf.py blackhole PORT [LOG]
       a UDP socket on 127.0.0.1:PORT that reads every datagram and never
-      answers (a blackholed resolver); runs until SIGTERM.
+      answers (a blackholed resolver); runs until SIGTERM. With LOG, one
+      line per query received: "UNIX_TIME TYPE NAME" (TYPE as a number).
 
   dnsconf.py query PORT NAME TYPE [OUT]
       sends one DNS query (TYPE: A, AAAA, SRV, NAPTR, NS) to 127.0.0.1:PORT,
@@ -33,6 +34,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 TYPES = {"A": 1, "NS": 2, "SOA": 6, "AAAA": 28, "SRV": 33, "NAPTR": 35}
 
@@ -67,12 +69,28 @@ def cmd_query(argv):
     return 0
 
 
+def qname_type(d):
+    """The first question of the DNS message <d>: (name, type), or None."""
+    try:
+        p, labels = 12, []
+        while d[p]:
+            labels.append(d[p + 1:p + 1 + d[p]].decode("ascii", "replace"))
+            p += 1 + d[p]
+        return ".".join(labels) or ".", struct.unpack("!H", d[p + 1:p + 3])[0]
+    except (IndexError, struct.error):
+        return None
+
+
 def cmd_blackhole(argv):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", int(argv[0])))
+    log = open(argv[1], "a", buffering=1) if len(argv) > 1 else None
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     while True:
-        s.recvfrom(65535)
+        d, _ = s.recvfrom(65535)
+        if log is not None:
+            q = qname_type(d)
+            log.write("%.6f %s %s\n" % (time.time(), q[1] if q else "?", q[0] if q else "?"))
 
 
 def uri(d):
