@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Serve-stale (RFC 8767, DESIGN.md "DNS"): zone-b.test (NAPTR -> SRV -> A,
+# TTL 5 s) resolved through two resolvers; then both die (dnsmasq stopped:
+# closed ports) while 50 calls/s flow to the name, its only destination.
+# After the TTL the last answer is served stale: keel_dns_stale 1, logged,
+# keel_dns_stale_answers_total and keel_dns_stale_targets_used_total grow,
+# and calls keep completing, none fails. A resolver comes back: the refresh
+# retried every 30 s finds it and the name is fresh again.
+source "$(dirname "$0")/lib/common.sh"
+command -v dnsmasq >/dev/null || fail "dnsmasq is not installed (scripts/setup installs dnsmasq-base)"
+
+port=$(free_port); ADMIN_PORT=$(free_port); d1=$(free_port); d2=$(free_port)
+u1=$(free_port); u2=$(free_port)
+
+start_dnsmasq() {
+    local name=$1 p=$2
+    shift 2
+    dnsmasq --no-daemon --port="$p" --listen-address=127.0.0.1 --bind-interfaces \
+        --no-resolv --no-hosts --local=/test/ --pid-file="$TMP/$name.pid" \
+        --log-queries --log-facility=- "$@" >>"$TMP/$name.log" 2>&1 &
+    eval "${name}_PID=$!"
+    PIDS+=("$!")
+    wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$p" up.test A >/dev/null \
+        || fail "dnsmasq $name did not come up on $p"
+}
+RECORDS=(--local-ttl=5
+    --naptr-record=zone-b.test,10,10,s,SIP+D2U,,_sip._udp.zone-b.test
+    --srv-host=_sip._udp.zone-b.test,b1.zone-b.test,$u1,10,50
+    --srv-host=_sip._udp.zone-b.test,b2.zone-b.test,$u2,10,50
+    --host-record=b1.zone-b.test,127.0.0.1 --host-record=b2.zone-b.test,127.0.0.1)
+start_dnsmasq dns1 "$d1" "${RECORDS[@]}"
+start_dnsmasq dns2 "$d2" "${RECORDS[@]}"
+start_uas uas1 "$u1" uas_call.xml
+start_uas uas2 "$u2" uas_call.xml
+python3 "$LIB_DIR/dnsconf.py" "$TMP/keel.yaml" "$port" zone=zone-b:1:sip:zone-b.test \
+    tier=primary:127.0.0.1:$d1 tier=secondary:127.0.0.1:$d2 admin="$ADMIN_PORT"
+start_keel "$TMP/keel.yaml"
+
+m() { scrape "$TMP/m.prom"; metric "$TMP/m.prom" "$@"; }
+N=(zone=zone-b name=sip:zone-b.test)
+targets_are() { [ "$(m keel_dns_targets "${N[@]}")" = "$1" ]; }
+stale_is() { [ "$(m keel_dns_stale "${N[@]}")" = "$1" ]; }
+invites() { echo $(($(uas_count uas1 INVITE_Recv) + $(uas_count uas2 INVITE_Recv))); }
+now() { date +%s.%3N; }
+
+wait_until 5 targets_are 2 || fail "zone-b.test not resolved: $(grep dns "$TMP/m.prom")"
+t_resolved=$(now)
+pass "zone-b.test resolved to 2 targets"
+
+# 50 calls/s for 30 s
+run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m 1500 -r 50 -d 100 -timeout 90s &
+UAC=$!
+PIDS+=("$UAC")
+sleep 1
+stop_pid "$dns1_PID"
+stop_pid "$dns2_PID"
+pass "both resolvers dead $(python3 -c "print('%.1f' % ($(now) - $t_resolved))") s after the answer (TTL 5 s)"
+
+wait_until 10 stale_is 1 || fail "zone-b.test not served stale 10 s after every resolver died"
+t_stale=$(now)
+grep -q "event=dns_serve_stale zone=zone-b name=zone-b.test" "$TMP/keel.log" || fail "no dns_serve_stale logged"
+targets_are 2 || fail "the stale answer does not keep the 2 targets"
+used1=$(m keel_dns_stale_targets_used_total "${N[@]}"); inv1=$(invites)
+sleep 8
+used2=$(m keel_dns_stale_targets_used_total "${N[@]}"); inv2=$(invites)
+served=$(m keel_dns_stale_answers_total name=zone-b.test)
+stale_is 1 || fail "the name is not stale any more with every resolver dead"
+echo "stale for 8 s: targets used from the stale answer $used1 -> $used2, servers got $inv1 -> $inv2 INVITEs, stale answers served $served"
+[ "$((${used2%.*} - ${used1%.*}))" -ge 300 ] || fail "only $((${used2%.*} - ${used1%.*})) attempts on the stale answer in 8 s at 50 calls/s"
+[ $((inv2 - inv1)) -ge 300 ] || fail "only $((inv2 - inv1)) calls reached the servers in 8 s on the stale answer"
+[ "${served%.*}" -ge 1 ] || fail "keel_dns_stale_answers_total is $served"
+pass "calls flow on the stale answer past its TTL, counted ($used1 -> $used2 attempts)"
+
+# a resolver comes back: the next retry (every 30 s) refreshes the name
+start_dnsmasq dns1 "$d1" "${RECORDS[@]}"
+rc=0
+wait "$UAC" || rc=$?
+_pids_forget "$UAC"
+ok=$(stat uac "SuccessfulCall(C)"); failed=$(stat uac "FailedCall(C)")
+echo "uac: $ok successful, $failed failed of 1500"
+[ $rc -eq 0 ] && [ "$ok" -eq 1500 ] || fail "$failed of 1500 calls failed with every resolver dead: $(tail -5 "$TMP/uac.log")"
+pass "1500 calls, 0 failed, through $(python3 -c "print('%.0f' % ($(now) - $t_stale))") s of stale answers"
+left=$(python3 -c "print(max(1, int(34 - ($(now) - $t_stale))))")
+wait_until "$left" stale_is 0 || fail "zone-b.test still stale 34 s after it went stale, a resolver back"
+targets_are 2 || fail "zone-b.test lost its targets on the refresh"
+pass "a resolver back: the name is fresh again within the 30 s retry"
+stop_keel
