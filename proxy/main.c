@@ -260,11 +260,43 @@ static void daemon_admin(kl_daemon_t *d)
         kl_admin_reload(d->admin, ac);
 }
 
+static void daemon_admin_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    daemon_admin(arg);
+}
+
 /* A reload must not half-apply: every listener it adds must be bindable
  * before any worker adopts it. Tries each on a throwaway socket with the
  * workers' options. Returns KL_OK, or KL_EIO with the reason in <err>. */
 static int check_new_listeners(kl_daemon_t *d, const kl_conf_t *conf, char *err, size_t errlen)
 {
+    const kl_conf_admin_t *na = &conf->admin, *oa = &d->conf->admin;
+
+    /* a moved admin listener too */
+    if (na->address != NULL && na->address[0] != '\0' &&
+        (oa->address == NULL || strcmp(oa->address, na->address) != 0 || oa->port != na->port)) {
+        kl_addr_t a;
+        int fd, one = 1, e = 0;
+
+        if (kl_addr_from_str(na->address, na->port, &a) == KL_OK &&
+            (fd = socket(a.u.sa.sa_family, SOCK_STREAM, 0)) >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            e = bind(fd, &a.u.sa, a.len) == 0 ? 0 : errno;
+            close(fd);
+        }
+        if (e != 0) {
+            char line[300];
+
+            snprintf(line, sizeof(line), "%s: admin: cannot bind %s:%u: %s",
+                     conf->file != NULL ? conf->file : "", na->address, na->port, strerror(e));
+            kl_log(KL_LOG_ERR, &d->log, "event=reload_failed error=\"%s\"", line);
+            if (err != NULL)
+                snprintf(err, errlen, "%s\n", line);
+            return KL_EIO;
+        }
+    }
     for (size_t i = 0; i < conf->nlisten; i++) {
         const kl_conf_listen_t *l = &conf->listen[i];
         kl_addr_t a;
@@ -350,7 +382,16 @@ static int daemon_reload(kl_daemon_t *d, char *err, size_t errlen)
         kl_stats_add(d->stats, KL_ST_RELOADS, l, 1);
     }
     daemon_conf_stats(d);
-    daemon_admin(d);
+    if (d->admin != NULL && (conf->admin.address == NULL || conf->admin.address[0] == '\0')) {
+        /* the admin listener may be serving this very reload, and freeing it
+         * closes its connections: give the answer time to leave */
+        struct timeval later = {0, 250000};
+
+        if (event_base_once(d->base, -1, EV_TIMEOUT, daemon_admin_cb, d, &later) != 0)
+            kl_log(KL_LOG_ERR, &d->log, "event=admin_reload_failed");
+    } else {
+        daemon_admin(d); /* a new port or token: connections stay */
+    }
     kl_log(KL_LOG_NOTICE, &d->log, "event=reloaded version=%llu file=%s",
            (unsigned long long)conf->version, d->conf_path);
     return KL_OK;

@@ -38,7 +38,7 @@ void kl__udp_sockopts(int fd)
 
 /* Reads the ICMP errors queued on <l> and reports each destination that
  * refused or could not be reached through on_err. */
-static void udp_read_errqueue(kl_tp_t *tp, kl_listener_t *l)
+static void udp_read_errqueue(kl_tp_t *tp, kl_listener_t *l, bool report)
 {
     for (int i = 0; i < 64; i++) {
         char ctrl[512];
@@ -67,7 +67,7 @@ static void udp_read_errqueue(kl_tp_t *tp, kl_listener_t *l)
             }
         }
         if ((err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) &&
-            h.msg_namelen > 0 && tp->on_err != NULL) {
+            h.msg_namelen > 0 && tp->on_err != NULL && report) {
             tp->stats.send_errors++;
             tp->on_err(tp->arg, KL_TP_UDP, &dst, KL_EIO);
         }
@@ -155,7 +155,7 @@ static int udp_read_batch(kl_tp_t *tp, kl_listener_t *l)
     n = recvmmsg(l->fd, tp->udp_msgs, KL__UDP_BATCH, MSG_DONTWAIT, NULL);
     if (n < 0 && (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)) {
         /* a pending ICMP error: report it and read on */
-        udp_read_errqueue(tp, l);
+        udp_read_errqueue(tp, l, true);
         return KL__UDP_BATCH;
     }
     if (n < 0)
@@ -178,7 +178,7 @@ static int udp_read_one(kl_tp_t *tp, kl_listener_t *l)
     ssize_t n = recvfrom(l->fd, tp->udp_bufs, tp->udp_slot, MSG_DONTWAIT, &peer.u.sa, &pl);
 
     if (n < 0 && (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)) {
-        udp_read_errqueue(tp, l);
+        udp_read_errqueue(tp, l, true);
         return 1;
     }
     if (n < 0)
@@ -229,9 +229,20 @@ int kl__udp_sendto(kl_tp_t *tp, kl_listener_t *l, const kl_addr_t *dst, const ch
 {
     ssize_t n;
 
-    do
-        n = sendto(l->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, &dst->u.sa, dst->len);
-    while (n < 0 && errno == EINTR);
+    for (int tries = 0;; tries++) {
+        do
+            n = sendto(l->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, &dst->u.sa, dst->len);
+        while (n < 0 && errno == EINTR);
+        /* with IP_RECVERR an ICMP error about another destination is
+         * reported by the next send on the socket: hand it to its owner
+         * and send again, this datagram was not refused. The error is
+         * dropped, not reported: a report from inside a send would re-enter
+         * the transaction layer (that attempt falls back to its timeout) */
+        if (n >= 0 || tries > 0 ||
+            (errno != ECONNREFUSED && errno != EHOSTUNREACH && errno != ENETUNREACH))
+            break;
+        udp_read_errqueue(tp, l, false);
+    }
     if (n < 0) {
         /* EAGAIN included: a full socket buffer drops, it never blocks */
         tp->stats.send_errors++;
