@@ -209,7 +209,7 @@ for line in open(f):
     labels = dict(lab_re.findall(m.group(2) or ""))
     if all(labels.get(k) == v for k, v in want.items()):
         total += float(m.group(3))
-print("%g" % total)
+print(int(total) if total == int(total) else repr(total))
 PY
 }
 
