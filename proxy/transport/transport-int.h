@@ -113,10 +113,19 @@ struct kl_tp {
     int udp_busy;     /* inside udp read: buffers must not move */
     bool udp_resize;  /* kl_tp_set_limits() asked for bigger buffers while busy */
 
+    /* ICMP errors read while sending: reported from the next loop turn, so
+     * a report never re-enters the layer above from inside its own send */
+    kl_addr_t icmp_pending[16];
+    unsigned nicmp_pending;
+    struct event *icmp_ev;
+
     kl_tp_stats_t stats;
     kl_tp_stats_t stats_logged; /* as of the last summary line */
     uint64_t summary_ms;
 };
+
+/* udp.c: reports the ICMP errors queued while sending */
+void kl__udp_icmp_cb(evutil_socket_t fd, short what, void *arg);
 
 /* transport.c */
 uint64_t kl__tp_now_ms(void);

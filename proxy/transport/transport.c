@@ -75,8 +75,9 @@ kl_tp_t *kl_tp_new(struct event_base *base, const kl_conf_transport_t *limits, b
     tp->on_err = on_err;
     tp->arg = arg;
     tp->log.worker = -1;
-    if (kl_htab_init(&tp->by_peer, 64) != KL_OK || kl__udp_bufs_alloc(tp) != KL_OK ||
-        kl__tcp_bufs_alloc(tp) != KL_OK) {
+    tp->icmp_ev = event_new(base, -1, 0, kl__udp_icmp_cb, tp);
+    if (tp->icmp_ev == NULL || kl_htab_init(&tp->by_peer, 64) != KL_OK ||
+        kl__udp_bufs_alloc(tp) != KL_OK || kl__tcp_bufs_alloc(tp) != KL_OK) {
         kl_tp_free(tp);
         return NULL;
     }
@@ -278,6 +279,8 @@ void kl_tp_free(kl_tp_t *tp)
     while (tp->listeners != NULL)
         kl_tp_unlisten(tp, tp->listeners);
     kl__tcp_close_all(tp);
+    if (tp->icmp_ev != NULL)
+        event_free(tp->icmp_ev);
     kl_htab_free(&tp->by_peer);
     kl__udp_bufs_free(tp);
     free(tp->rscratch);

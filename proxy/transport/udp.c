@@ -66,12 +66,32 @@ static void udp_read_errqueue(kl_tp_t *tp, kl_listener_t *l, bool report)
                     err = (int)ee.ee_errno;
             }
         }
-        if ((err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) &&
-            h.msg_namelen > 0 && tp->on_err != NULL && report) {
-            tp->stats.send_errors++;
+        if (!(err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) ||
+            h.msg_namelen == 0 || tp->on_err == NULL)
+            continue;
+        tp->stats.send_errors++;
+        if (report) {
             tp->on_err(tp->arg, KL_TP_UDP, &dst, KL_EIO);
+        } else if (tp->nicmp_pending < sizeof(tp->icmp_pending) / sizeof(tp->icmp_pending[0])) {
+            tp->icmp_pending[tp->nicmp_pending++] = dst;
+            if (tp->icmp_ev != NULL)
+                event_active(tp->icmp_ev, EV_TIMEOUT, 0);
         }
     }
+}
+
+void kl__udp_icmp_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kl_tp_t *tp = arg;
+    kl_addr_t pending[16];
+    unsigned n = tp->nicmp_pending;
+
+    (void)fd;
+    (void)what;
+    memcpy(pending, tp->icmp_pending, n * sizeof(pending[0]));
+    tp->nicmp_pending = 0;
+    for (unsigned i = 0; i < n && tp->on_err != NULL; i++)
+        tp->on_err(tp->arg, KL_TP_UDP, &pending[i], KL_EIO);
 }
 
 void kl__udp_bufs_free(kl_tp_t *tp)
@@ -236,8 +256,8 @@ int kl__udp_sendto(kl_tp_t *tp, kl_listener_t *l, const kl_addr_t *dst, const ch
         /* with IP_RECVERR an ICMP error about another destination is
          * reported by the next send on the socket: hand it to its owner
          * and send again, this datagram was not refused. The error is
-         * dropped, not reported: a report from inside a send would re-enter
-         * the transaction layer (that attempt falls back to its timeout) */
+         * reported from the next loop turn: a report from inside a send
+         * would re-enter the transaction layer */
         if (n >= 0 || tries > 0 ||
             (errno != ECONNREFUSED && errno != EHOSTUNREACH && errno != ENETUNREACH))
             break;
