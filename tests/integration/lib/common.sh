@@ -193,24 +193,33 @@ scrape() {
 
 # metric FILE NAME [label=value...]: the sum of the samples of NAME in the
 # scrape FILE whose labels include every label=value given (0 when none).
+# (awk: tests call it dozens of times, a process start each)
 metric() {
-    python3 - "$@" <<'PY'
-import re, sys
-f, name, want = sys.argv[1], sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])
-line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-lab_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-total = 0.0
-for line in open(f):
-    if line.startswith("#"):
-        continue
-    m = line_re.match(line)
-    if not m or m.group(1) != name:
-        continue
-    labels = dict(lab_re.findall(m.group(2) or ""))
-    if all(labels.get(k) == v for k, v in want.items()):
-        total += float(m.group(3))
-print(int(total) if total == int(total) else repr(total))
-PY
+    local f=$1 name=$2 wants=""
+    shift 2
+    local IFS=$'\036'
+    wants="$*"
+    awk -v name="$name" -v wants="$wants" '
+BEGIN { n = split(wants, W, "\036") }
+/^#/ { next }
+{
+    line = $0; b = index(line, "{")
+    if (b > 0) {
+        nm = substr(line, 1, b - 1); rest = substr(line, b); e = index(rest, "} ")
+        labels = substr(rest, 1, e); val = substr(rest, e + 2)
+    } else {
+        split(line, P, " "); nm = P[1]; labels = ""; val = P[2]
+    }
+    if (nm != name) next
+    for (i = 1; i <= n; i++) {
+        if (W[i] == "") continue
+        eq = index(W[i], "="); pat = substr(W[i], 1, eq - 1) "=\"" substr(W[i], eq + 1) "\""
+        if (!index(labels, "{" pat ",") && !index(labels, "{" pat "}") &&
+            !index(labels, "," pat ",") && !index(labels, "," pat "}")) next
+    }
+    split(val, V, " "); total += V[1]
+}
+END { if (total == int(total)) printf "%.0f\n", total; else print total }' "$f"
 }
 
 # json_eval EXPR: evaluates the Python expression EXPR with j bound to the
