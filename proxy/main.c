@@ -267,64 +267,68 @@ static void daemon_admin_cb(evutil_socket_t fd, short what, void *arg)
     daemon_admin(arg);
 }
 
+/* 0 when <address>:<port> can be bound now (on a throwaway socket with the
+ * workers' options), else the errno. */
+static int try_bind(const char *address, uint16_t port, int type, bool reuseport)
+{
+    kl_addr_t a;
+    int fd, one = 1, e;
+
+    if (kl_addr_from_str(address, port, &a) != KL_OK)
+        return 0; /* validated already */
+    fd = socket(a.u.sa.sa_family, type, 0);
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    e = bind(fd, &a.u.sa, a.len) == 0 ? 0 : errno;
+    close(fd);
+    return e;
+}
+
+static int bind_failed(kl_daemon_t *d, const kl_conf_t *conf, const char *what, int e, char *err,
+                       size_t errlen)
+{
+    char line[400];
+
+    snprintf(line, sizeof(line), "%s: %s: %s", conf->file != NULL ? conf->file : "", what,
+             strerror(e));
+    kl_log(KL_LOG_ERR, &d->log, "event=reload_failed error=\"%s\"", line);
+    if (err != NULL)
+        snprintf(err, errlen, "%s\n", line);
+    return KL_EIO;
+}
+
 /* A reload must not half-apply: every listener it adds must be bindable
  * before any worker adopts it. Tries each on a throwaway socket with the
  * workers' options. Returns KL_OK, or KL_EIO with the reason in <err>. */
 static int check_new_listeners(kl_daemon_t *d, const kl_conf_t *conf, char *err, size_t errlen)
 {
     const kl_conf_admin_t *na = &conf->admin, *oa = &d->conf->admin;
+    bool reuse = d->conf->workers > 1 || conf->workers > 1;
+    char what[128];
+    int e;
 
     /* a moved admin listener too */
     if (na->address != NULL && na->address[0] != '\0' &&
         (oa->address == NULL || strcmp(oa->address, na->address) != 0 || oa->port != na->port)) {
-        kl_addr_t a;
-        int fd, one = 1, e = 0;
-
-        if (kl_addr_from_str(na->address, na->port, &a) == KL_OK &&
-            (fd = socket(a.u.sa.sa_family, SOCK_STREAM, 0)) >= 0) {
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-            e = bind(fd, &a.u.sa, a.len) == 0 ? 0 : errno;
-            close(fd);
-        }
-        if (e != 0) {
-            char line[300];
-
-            snprintf(line, sizeof(line), "%s: admin: cannot bind %s:%u: %s",
-                     conf->file != NULL ? conf->file : "", na->address, na->port, strerror(e));
-            kl_log(KL_LOG_ERR, &d->log, "event=reload_failed error=\"%s\"", line);
-            if (err != NULL)
-                snprintf(err, errlen, "%s\n", line);
-            return KL_EIO;
-        }
+        e = try_bind(na->address, na->port, SOCK_STREAM, false);
+        snprintf(what, sizeof(what), "admin: cannot bind %s:%u", na->address, na->port);
+        if (e != 0)
+            return bind_failed(d, conf, what, e, err, errlen);
     }
     for (size_t i = 0; i < conf->nlisten; i++) {
         const kl_conf_listen_t *l = &conf->listen[i];
-        kl_addr_t a;
-        int fd, one = 1, e;
 
         if (conf_has_listen(d->conf, l))
             continue;
-        if (kl_addr_from_str(l->address, l->port, &a) != KL_OK)
-            continue; /* validated already */
-        fd = socket(a.u.sa.sa_family, l->transport == KL_TP_UDP ? SOCK_DGRAM : SOCK_STREAM, 0);
-        if (fd < 0)
-            continue;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (d->conf->workers > 1 || conf->workers > 1)
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-        e = bind(fd, &a.u.sa, a.len) == 0 ? 0 : errno;
-        close(fd);
-        if (e != 0) {
-            char line[300];
-
-            snprintf(line, sizeof(line), "%s: listen[%zu]: cannot bind %s %s:%u: %s",
-                     conf->file != NULL ? conf->file : "", i, kl_tp_kind_name(l->transport),
-                     l->address, l->port, strerror(e));
-            kl_log(KL_LOG_ERR, &d->log, "event=reload_failed error=\"%s\"", line);
-            if (err != NULL)
-                snprintf(err, errlen, "%s\n", line);
-            return KL_EIO;
-        }
+        e = try_bind(l->address, l->port, l->transport == KL_TP_UDP ? SOCK_DGRAM : SOCK_STREAM,
+                     reuse);
+        snprintf(what, sizeof(what), "listen[%zu]: cannot bind %s %s:%u", i,
+                 kl_tp_kind_name(l->transport), l->address, l->port);
+        if (e != 0)
+            return bind_failed(d, conf, what, e, err, errlen);
     }
     return KL_OK;
 }

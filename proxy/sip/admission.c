@@ -21,6 +21,7 @@
 #include "core/errors.h"
 #include "core/limiter.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/stats.h"
 
 #include <openssl/rand.h>
@@ -194,13 +195,7 @@ bool kl__admission_emergency(const kl_conf_t *conf, const kl_sip_msg_t *m)
 
 static uint32_t draw(kl_admission_t *a)
 {
-    uint64_t x = a->shed_draw;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    a->shed_draw = x;
-    return (uint32_t)(x >> 33) % 1000;
+    return (uint32_t)(kl_xorshift64(&a->shed_draw) >> 33) % 1000;
 }
 
 int kl__admission_check(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m,

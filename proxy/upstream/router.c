@@ -7,6 +7,7 @@
 #include "core/worker.h"
 #include "core/stats.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "upstream/budget.h"
 
 #include <jansson.h>
@@ -179,13 +180,7 @@ static cluster_state_t *cluster_state_get(kl_router_t *r, const char *name, uint
 
 static uint32_t router_rand(kl_router_t *r)
 {
-    uint64_t x = r->rnd;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    r->rnd = x;
-    return (uint32_t)(x >> 16);
+    return (uint32_t)(kl_xorshift64(&r->rnd) >> 16);
 }
 
 static unsigned weight_scaled(unsigned w)
