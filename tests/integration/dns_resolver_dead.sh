@@ -48,28 +48,30 @@ m() { scrape "$TMP/m.prom"; metric "$TMP/m.prom" "$@"; }
 targets_are() { [ "$(m keel_dns_targets zone=zone-b name=sip:zone-b.test)" = "$1" ]; }
 PUP=(keel_dns_resolver_up tier=primary resolver=127.0.0.1:$prim)
 # load NAME CALLS: RATE calls/s through keel, each held 100 ms; the
-# INVITE -> 200 times in $TMP/NAME.rtt (ms, one a line)
+# INVITE -> 200 times in $TMP/NAME.rtt (one a line: "UNIX_TIME_MS RTT_MS")
 load() {
+    local t0
+    t0=$(date +%s%3N)
     run_uac "$1" "127.0.0.1:$port" uac_call.xml -s 1000 -m "$2" -r "$RATE" -d 100 -timeout 120s \
         -trace_rtt -rtt_freq 100 || true
-    python3 - "$TMP" "$1" <<'PY'
+    python3 - "$TMP" "$1" "$t0" <<'PY'
 import glob, os, sys
-d, name = sys.argv[1], sys.argv[2]
+d, name, t0 = sys.argv[1], sys.argv[2], float(sys.argv[3])
 files = glob.glob(os.path.join(d, "uac_call_*_rtt.csv"))
 if len(files) != 1:
     sys.exit("expected one SIPp rtt file, got %s" % files)
 with open(os.path.join(d, name + ".rtt"), "w") as out:
     for line in open(files[0]):
         f = line.strip().split(";")
-        if len(f) >= 2 and f[0][:1].isdigit():
-            out.write(f[1] + "\n")
+        if len(f) >= 2 and f[0][:1].isdigit():  # Date_ms: since SIPp started
+            out.write("%.0f %s\n" % (t0 + float(f[0]), f[1]))
 os.remove(files[0])
 PY
 }
 pct() { # pct NAME P: the P-th percentile of $TMP/NAME.rtt
     python3 - "$TMP/$1.rtt" "$2" <<'PY'
 import sys
-v = sorted(float(l) for l in open(sys.argv[1]) if l.strip())
+v = sorted(float(l.split()[1]) for l in open(sys.argv[1]) if l.strip())
 print("%.1f" % v[min(len(v) - 1, int(len(v) * float(sys.argv[2]) / 100))])
 PY
 }
@@ -186,6 +188,18 @@ stop_keel
 b50=$(pct base 50); b99=$(pct base 99); h50=$(pct bh 50); h99=$(pct bh 99); s99=$(pct switch 99)
 added=$(python3 -c "print('%.1f' % max(0.0, max($h99, $s99) - $b99))")
 echo "INVITE->200 ms: healthy primary p50 $b50 p99 $b99; blackholed primary p50 $h50 p99 $h99; turning blackholed p99 $s99; added p99 $added ms"
+slow() { # slow NAME: when the calls slower than 100 ms were placed
+    python3 - "$TMP/$1.rtt" <<'PY'
+import sys, time
+v = [l.split() for l in open(sys.argv[1]) if l.strip()]
+s = [(float(t), float(r)) for t, r in v if float(r) > 100]
+if s:
+    print("%d calls over 100 ms, placed %s..%s (max %.0f ms)" % (
+        len(s), "%.3f" % (s[0][0] / 1e3), "%.3f" % (s[-1][0] / 1e3), max(r for _, r in s)))
+PY
+}
+for r in base bh switch; do o=$(slow $r); [ -z "$o" ] || echo "$r: $o"; done
+echo "queries the primary got after it turned into a blackhole:"; cat "$TMP/blackhole2.queries"
 python3 -c "import sys; sys.exit(0 if $added < 200 else 1)" \
     || fail "the blackholed primary added $added ms to the p99 setup time (limit 200 ms)"
 pass "blackholed primary at $RATE calls/s: $((n_bh + n_sw)) calls, 0 failed, $refreshes TTL refreshes, p99 setup $h99/$s99 ms vs $b99 ms healthy (added $added ms)"

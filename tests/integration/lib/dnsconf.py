@@ -23,6 +23,12 @@
       answers (a blackholed resolver); runs until SIGTERM. With LOG, one
       line per query received: "UNIX_TIME TYPE NAME" (TYPE as a number).
 
+  dnsconf.py proxy PORT UPSTREAM_PORT DROPFILE
+      a UDP DNS forwarder on 127.0.0.1:PORT to 127.0.0.1:UPSTREAM_PORT that
+      drops (never answers) the queries whose name is listed in DROPFILE
+      (one name a line, read on every query; no file: nothing dropped): a
+      resolver failing for some names only. Runs until SIGTERM.
+
   dnsconf.py query PORT NAME TYPE [OUT]
       sends one DNS query (TYPE: A, AAAA, SRV, NAPTR, NS) to 127.0.0.1:PORT,
       prints the rcode and the answer count; saves the reply's bytes in OUT
@@ -91,6 +97,36 @@ def cmd_blackhole(argv):
         if log is not None:
             q = qname_type(d)
             log.write("%.6f %s %s\n" % (time.time(), q[1] if q else "?", q[0] if q else "?"))
+
+
+def cmd_proxy(argv):
+    import select
+    port, up, dropfile = int(argv[0]), int(argv[1]), argv[2]
+    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    front.bind(("127.0.0.1", port))
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    back.bind(("127.0.0.1", 0))
+    pending = {}
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    while True:
+        r, _, _ = select.select([front, back], [], [])
+        if front in r:
+            d, peer = front.recvfrom(65535)
+            q = qname_type(d)
+            try:
+                drop = {l.strip().rstrip(".").lower() for l in open(dropfile) if l.strip()}
+            except OSError:
+                drop = set()
+            if q is None or q[0].lower() in drop:
+                continue
+            pending[d[:2] + q[0].lower().encode()] = peer
+            back.sendto(d, ("127.0.0.1", up))
+        if back in r:
+            d, _ = back.recvfrom(65535)
+            q = qname_type(d)
+            peer = pending.pop(d[:2] + q[0].lower().encode(), None) if q else None
+            if peer is not None:
+                front.sendto(d, peer)
 
 
 def uri(d):
@@ -170,6 +206,8 @@ def cmd_conf(argv):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "blackhole":
         sys.exit(cmd_blackhole(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "proxy":
+        sys.exit(cmd_proxy(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "query":
         sys.exit(cmd_query(sys.argv[2:]))
     sys.exit(cmd_conf(sys.argv[1:]))
