@@ -16,7 +16,8 @@
       interval= timeout= rise= fall=                    health
       consecutive_failures= base_ejection=              outlier
       window=                                           slow_start
-      node_zone= (default: the first zone), workers=, log=, admin=PORT
+      node_zone= (default: the first zone), workers=, log=, admin=PORT,
+      listen6=true (a udp listener on [::1]:PORT too, to reach IPv6 targets)
 
   dnsconf.py blackhole PORT [LOG]
       a UDP socket on 127.0.0.1:PORT that reads every datagram and never
@@ -169,6 +170,8 @@ def cmd_conf(argv):
     y += "domains: [cc.example.com]\n"
     y += "listen:\n  - { transport: udp, address: 127.0.0.1, port: %d }\n" % port
     y += "  - { transport: tcp, address: 127.0.0.1, port: %d }\n" % port
+    if opt.get("listen6") == "true":
+        y += "  - { transport: udp, address: \"::1\", port: %d }\n" % port
     if "admin" in opt:
         y += "admin: { address: 127.0.0.1, port: %s }\n" % opt["admin"]
     if tiers or any(k in opt for k in ("dns_timeout", "hedge_after", "max_fails", "max_stale")):
