@@ -24,6 +24,10 @@
       answers (a blackholed resolver); runs until SIGTERM. With LOG, one
       line per query received: "UNIX_TIME TYPE NAME" (TYPE as a number).
 
+  dnsconf.py servfail PORT [RCODE]
+      a UDP socket on 127.0.0.1:PORT that answers every query at once with
+      RCODE (default 2, SERVFAIL) and no records: a failing resolver.
+
   dnsconf.py proxy PORT UPSTREAM_PORT DROPFILE
       a UDP DNS forwarder on 127.0.0.1:PORT to 127.0.0.1:UPSTREAM_PORT that
       drops (never answers) the queries whose name is listed in DROPFILE
@@ -98,6 +102,23 @@ def cmd_blackhole(argv):
         if log is not None:
             q = qname_type(d)
             log.write("%.6f %s %s\n" % (time.time(), q[1] if q else "?", q[0] if q else "?"))
+
+
+def cmd_servfail(argv):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", int(argv[0])))
+    rcode = int(argv[1]) if len(argv) > 1 else 2
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    while True:
+        d, peer = s.recvfrom(65535)
+        if len(d) < 12 or qname_type(d) is None:
+            continue
+        # the question echoed: header (QR, RD copied, RA, rcode), QDCOUNT 1
+        p = 12
+        while d[p]:
+            p += 1 + d[p]
+        flags = 0x8080 | (struct.unpack("!H", d[2:4])[0] & 0x0100) | rcode
+        s.sendto(d[:2] + struct.pack("!HHHHH", flags, 1, 0, 0, 0) + d[12:p + 5], peer)
 
 
 def cmd_proxy(argv):
@@ -209,6 +230,8 @@ def cmd_conf(argv):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "blackhole":
         sys.exit(cmd_blackhole(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "servfail":
+        sys.exit(cmd_servfail(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "proxy":
         sys.exit(cmd_proxy(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "query":
