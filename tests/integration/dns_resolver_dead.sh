@@ -15,7 +15,7 @@
 #  3. baseline: healthy primary, no hedge sent; then, under the same load,
 #     the primary turns into a blackhole (dnsmasq stopped, a silent socket
 #     on its port): the next refreshes are hedged, the primary goes down,
-#     0 calls fail.
+#     0 calls fail; it answers again: back up by its probe.
 source "$(dirname "$0")/lib/common.sh"
 command -v dnsmasq >/dev/null || fail "dnsmasq is not installed (scripts/setup installs dnsmasq-base)"
 
@@ -28,7 +28,7 @@ start_dnsmasq() {
     shift 2
     dnsmasq --no-daemon --port="$p" --listen-address=127.0.0.1 --bind-interfaces \
         --no-resolv --no-hosts --local=/test/ --pid-file="$TMP/$name.pid" \
-        --log-queries --log-facility=- "$@" >"$TMP/$name.log" 2>&1 &
+        --log-queries --log-facility=- "$@" >>"$TMP/$name.log" 2>&1 &
     eval "${name}_PID=$!"
     PIDS+=("$!")
     wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$p" up.test A >/dev/null \
@@ -183,6 +183,12 @@ echo "after the switch: the blackhole got $hq queries for zone-b.test names, hed
 [ "$(m "${PUP[@]}")" = 0 ] || fail "the primary is not marked down after it turned into a blackhole"
 targets_are 2 || fail "zone-b.test lost its targets"
 pass "primary blackholed under load: $n_sw calls, 0 failed, $won hedges won, primary down"
+# it answers again: the probe (every 2 s) brings it back
+stop_pid "$BH_PID"
+start_dnsmasq prim "$prim" "${RECORDS[@]}"
+wait_until 5 eval '[ "$(m "${PUP[@]}")" = 1 ]' || fail "the primary not back up 5 s after it answers again"
+grep -q "event=resolver_up tier=primary" "$TMP/keel3.log" || fail "no resolver_up logged"
+pass "the primary answers again: up within the 2 s probe interval"
 stop_keel
 
 b50=$(pct base 50); b99=$(pct base 99); h50=$(pct bh 50); h99=$(pct bh 99); s99=$(pct switch 99)
