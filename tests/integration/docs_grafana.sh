@@ -8,7 +8,10 @@
 #  - every metric name in a dashboard expr or in the docs (code blocks and
 #    inline code) is one keel exports, taken from a live scrape after calls
 #    that make the labelled families appear (calls that fail over, a
-#    rejected request, an injected fault); histogram _bucket/_sum/_count map to their family;
+#    rejected request, an injected fault, health probes, and a DNS-named
+#    destination resolved through a blackholed primary and a dnsmasq
+#    secondary, then served stale once dnsmasq is gone); histogram
+#    _bucket/_sum/_count map to their family;
 #    label names in matchers and by/on clauses exist on those families, and
 #    label values matched with = occur in the scrape;
 #  - with promtool: the cookbook's recording rules pass `promtool check
@@ -105,13 +108,41 @@ PY
 pass "keel.json: valid JSON, datasource variable, unique panel ids, gridPos, targets"
 
 # ---- 2. a live scrape with the labelled families present ----
+command -v dnsmasq >/dev/null || fail "dnsmasq is not installed (scripts/setup installs dnsmasq-base)"
 port=$(free_port); pa=$(free_port); pb=$(free_port); aport=$(free_port)
+dport=$(free_port); bport=$(free_port); tport=$(free_port)
+ADMIN_PORT=$aport
 # zone-a (tried first: prefer_local) answers 503, zone-b answers: every call
 # is a failover, a network failure, a 503 and a 200
 python3 "$LIB_DIR/proxyconf.py" "$TMP/keel.yaml" "$port" "127.0.0.1:$pa" "127.0.0.1:$pb" \
     prefer_local=true admin="$aport"
 printf 'admin: { address: 127.0.0.1, port: %s, faults: true }\n' "$aport" >"$TMP/admin.yaml"
 grep -v '^admin:' "$TMP/keel.yaml" >>"$TMP/admin.yaml" && mv "$TMP/admin.yaml" "$TMP/keel.yaml"
+# the DNS families: a cluster no route uses, its one destination a name
+# (dest.test, A record, TTL 5 s) resolved through a primary resolver that
+# never answers (hedged to the secondary, then marked down) and a dnsmasq
+# secondary; health checks off there, so nothing is sent to the target
+cat >>"$TMP/keel.yaml" <<YAML
+  - name: dns-check
+    health: { enabled: false }
+    zones:
+      - name: zone-dns
+        destinations:
+          - { uri: "sip:dest.test:$tport" }
+dns:
+  tiers:
+    - { name: primary, servers: ["127.0.0.1:$bport"] }
+    - { name: secondary, servers: ["127.0.0.1:$dport"] }
+YAML
+python3 "$LIB_DIR/dnsconf.py" blackhole "$bport" &
+PIDS+=("$!")
+dnsmasq --no-daemon --port="$dport" --listen-address=127.0.0.1 --bind-interfaces \
+    --no-resolv --no-hosts --local=/test/ --pid-file="$TMP/dnsmasq.pid" --local-ttl=5 \
+    --host-record=dest.test,127.0.0.1 --log-queries --log-facility=- >>"$TMP/dnsmasq.log" 2>&1 &
+DNS_PID=$!
+PIDS+=("$DNS_PID")
+wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$dport" dest.test A >/dev/null \
+    || fail "dnsmasq did not come up on $dport"
 start_uas uasa "$pa" uas_503.xml
 start_uas uasb "$pb" uas_call.xml
 start_keel "$TMP/keel.yaml"
@@ -134,10 +165,23 @@ code=$(curl -sS --max-time 10 -o "$TMP/fault.json" -w '%{http_code}' -X POST \
 [ "$code" = 201 ] || fail "POST /v1/faults answered $code: $(cat "$TMP/fault.json")"
 run_uac uac2 "127.0.0.1:$port" uac_call.xml -s 1000 -m 1 -r 10 -d 200 -timeout 30s \
     || fail "sipp uac2: the call with a fault on zone-a failed: $(tail -5 "$TMP/uac2.log")"
+# every resolver gone once the name has its target: past the TTL the answer
+# is served stale; by then the first health probes (one interval, 5 s) went out
+dns_is() {
+    scrape "$TMP/dns.prom"
+    [ "$(metric "$TMP/dns.prom" "$1" zone=zone-dns name="sip:dest.test:$tport")" = "$2" ]
+}
+wait_until 10 dns_is keel_dns_targets 1 || fail "dest.test not resolved: $(grep dns "$TMP/dns.prom")"
+stop_pid "$DNS_PID"
+probed() { grep -q '^keel_health_probes_total{' "$TMP/dns.prom"; }
+wait_until 20 eval 'dns_is keel_dns_stale 1 && probed' \
+    || fail "dest.test not served stale (or no health probe) 20 s after its resolver died: $(grep -E 'dns|probes' "$TMP/dns.prom")"
 sleep 1
 curl -sS --max-time 10 "http://127.0.0.1:$aport/metrics" >"$TMP/scrape.prom" || fail "GET /metrics failed"
 for fam in keel_failovers_total keel_calls_network_failures_total keel_requests_rejected_total \
-    keel_call_duration_seconds keel_faults_injected_total keel_fault_hits_total; do
+    keel_call_duration_seconds keel_faults_injected_total keel_fault_hits_total \
+    keel_health_probes_total keel_dns_targets keel_dns_stale keel_dns_query_seconds \
+    keel_dns_queries_total keel_dns_hedges_total keel_dns_resolver_up keel_dns_stale_answers_total; do
     grep -q "^# TYPE $fam " "$TMP/scrape.prom" || fail "the scrape has no $fam after the calls"
 done
 
