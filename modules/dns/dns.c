@@ -293,7 +293,7 @@ static void job_done(dns_job_t *j)
     } else if (n->have && n->nt > 0 && now < n->expires_ms) {
         n->next_ms = now + DNS_RETRY_MS; /* still fresh: try again soon */
     } else if (n->have && n->nt > 0 && now < n->expires_ms + d->conf->max_stale) {
-        const char *l[] = {n->host};
+        const char *l[] = {n->uri};
 
         if (!n->stale)
             kl_log(KL_LOG_WARN, &d->w->log,
@@ -525,6 +525,10 @@ static void names_sync(kl_dns_t *d, const kl_conf_t *conf)
                 dns_name_t *n;
 
                 if (de->host == NULL || de->host_is_ip || strcasecmp(de->host, "localhost") == 0)
+                    continue;
+                /* sips:, TLS, WS: keel has no client for them yet; resolving
+                 * would only produce targets that must not be used */
+                if (de->transport == KL_TP_TLS || de->transport == KL_TP_WS)
                     continue;
                 for (n = d->names; n != NULL; n = n->next) {
                     if (strcmp(n->zone, zn->name) == 0 && strcmp(n->uri, de->uri) == 0)

@@ -403,9 +403,8 @@ static void library_init(void)
 }
 
 static int res_open(kl_resolvers_t *set, resolver_t *r, const kl_dns_server_t *srv, unsigned tier,
-                    const char *tier_name)
+                    const char *tier_name, bool system)
 {
-    bool system = strcmp(tier_name, "system") == 0; /* no tiers: /etc/resolv.conf */
     struct ares_options o;
     struct ares_addr_port_node node;
 
@@ -464,7 +463,8 @@ kl_resolvers_t *kl_resolvers_new(struct event_base *base, const kl_dns_conf_t *c
         goto fail;
     if (conf->ntiers == 0) {
         set->ntiers = 1;
-        if (res_open(set, &set->res[0], &local, 0, "system") != KL_OK)
+        /* no tiers: the system's resolvers (/etc/resolv.conf) */
+        if (res_open(set, &set->res[0], &local, 0, "system", true) != KL_OK)
             goto fail;
         set->nres = 1;
         return set;
@@ -474,7 +474,8 @@ kl_resolvers_t *kl_resolvers_new(struct event_base *base, const kl_dns_conf_t *c
         for (size_t i = 0; i < conf->tiers[t].nservers; i++) {
             resolver_t *r = &set->res[set->nres];
 
-            if (res_open(set, r, &conf->tiers[t].parsed[i], t, conf->tiers[t].name) != KL_OK) {
+            if (res_open(set, r, &conf->tiers[t].parsed[i], t, conf->tiers[t].name, false) !=
+                KL_OK) {
                 set->nres++; /* freed below */
                 goto fail;
             }

@@ -94,6 +94,7 @@ struct kl_ptx {
     char call_id[128];
     uint64_t start_ms;    /* when the request arrived */
     bool rang;            /* an 18x was forwarded (setup time recorded) */
+    int failover_cause;   /* why the next attempt is a failover (-1: it is not) */
     char failed_zone[64]; /* the zone of the attempt that last failed */
 };
 

@@ -85,6 +85,7 @@ typedef enum {
     KL_OUTCOME_TIMEOUT,   /* no response within attempt_timeout / Timer B / F */
     KL_OUTCOME_TRANSPORT, /* refused, reset, unreachable */
     KL_OUTCOME_PROGRESS,  /* a provisional (1xx) response: the server is alive */
+    KL_OUTCOME_ABANDONED, /* given up by keel (its destination was declared dead): no evidence */
 } kl_outcome_t;
 
 typedef struct kl_plan kl_plan_t; /* a request's route: cluster, zone order, what was tried */

@@ -269,8 +269,6 @@ static void ctx_retrans_cb(evutil_socket_t fd, short what, void *arg)
 /* A failed attempt: feed the router, then the next attempt or the answer. */
 static void ptx_attempt_failed(kl_ptx_t *t, int cause)
 {
-    kl_proxy_t *p = t->p;
-
     if (t->final_sent)
         return;
     if (t->cancelled || t->plan == NULL || t->cluster == NULL) {
@@ -278,8 +276,9 @@ static void ptx_attempt_failed(kl_ptx_t *t, int cause)
         return;
     }
     if (t->attempts < t->cluster->failover.max_attempts) {
-        p->failovers[cause]++;
-        st_failover(t, cause);
+        /* counted as a failover only once the next attempt is really made
+         * (the retry budget or an empty plan may say no) */
+        t->failover_cause = cause;
         ptx_attempt(t);
         return;
     }
@@ -527,6 +526,7 @@ static kl_ptx_t *ptx_new(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m,
     cid = kl_sip_hdr_value(t->req, KL_HDR_CALL_ID, &cl);
     snprintf(t->call_id, sizeof(t->call_id), "%.*s", (int)(cl < 100 ? cl : 100), cid ? cid : "");
     t->start_ms = kl_now_ms();
+    t->failover_cause = -1;
     evtimer_assign(&t->t_server, p->w->base, ptx_g_cb, t);
     evtimer_assign(&t->t_life, p->w->base, ptx_life_cb, t);
     kl_htab_add(&p->servers, &t->hn, t->key, keylen);
@@ -674,17 +674,17 @@ static void ptx_attempt(kl_ptx_t *t)
         if (rc != KL_OK)
             break;
         t->attempts++;
+        if (t->attempts > 1 && t->failover_cause >= 0) {
+            p->failovers[t->failover_cause & 3]++;
+            st_failover(t, t->failover_cause);
+        }
+        t->failover_cause = -1;
         kl_log(KL_LOG_DEBUG, &p->w->log, "event=attempt call_id=%s n=%u zone=%s dest=%s",
                t->call_id, t->attempts, target.zone, target.uri);
         rc = ptx_send_attempt(t, &target, false);
         if (rc == KL_OK)
             return;
-        if (t->attempts < t->cluster->failover.max_attempts) {
-            int cause = rc == KL_EPERM ? 0 : 2; /* an injected abort is a 503 */
-
-            p->failovers[cause]++;
-            st_failover(t, cause);
-        }
+        t->failover_cause = rc == KL_EPERM ? 0 : 2; /* an injected abort is a 503 */
     }
     ptx_finish(t);
 }
@@ -1137,7 +1137,7 @@ void kl__txn_dead_flush(kl_proxy_t *p)
             else
                 c->cancel_pending = true;
         }
-        ctx_report(c, KL_OUTCOME_TRANSPORT, 503);
+        ctx_report(c, KL_OUTCOME_ABANDONED, 0); /* no new evidence: the policy said it */
         if (p->rops->plan_moved != NULL)
             p->rops->plan_moved(p->router, t->plan);
         if (t->best_code == 0)

@@ -245,7 +245,8 @@ int kl_registry_get_uri(kl_registry_t *reg, const char *zone, const char *uri,
         return KL_ENOMEM;
     s->addr = addr;
     s->transport = tp;
-    s->routable = true;
+    /* no TLS or WebSocket client yet: never sent in the clear instead */
+    s->routable = tp != KL_TP_TLS && tp != KL_TP_WS;
     s->refs = 1;
     *out = s;
     return KL_OK;

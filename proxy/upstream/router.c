@@ -571,6 +571,17 @@ static double ramp_factor(const kl_conf_cluster_t *cc, kl_dest_state_t *s, uint6
     return f;
 }
 
+static bool oc_active(const kl_dest_state_t *s, uint64_t now_ms)
+{
+    return s->oc_percent > 0 && now_ms < s->oc_until_ms;
+}
+
+/* RFC 7339 loss algorithm: the share a destination asked to keep. */
+static double oc_factor(const kl_dest_state_t *s, uint64_t now_ms)
+{
+    return oc_active(s, now_ms) ? (100.0 - s->oc_percent) / 100.0 : 1.0;
+}
+
 /* Effective destination weights: weight x slow-start factor. */
 static void dest_weights(cluster_rt_t *cl, zone_rt_t *zr, uint64_t now_ms)
 {
@@ -580,8 +591,8 @@ static void dest_weights(cluster_rt_t *cl, zone_rt_t *zr, uint64_t now_ms)
         kl_dest_state_t *s = zr->dests[d];
 
         /* RFC 7339 loss algorithm: the asked share fewer new requests */
-        if (s->oc_percent > 0 && now_ms < s->oc_until_ms)
-            f *= (100.0 - s->oc_percent) / 100.0;
+        if (oc_active(s, now_ms))
+            f *= oc_factor(s, now_ms);
         else
             s->oc_percent = 0;
 
@@ -605,12 +616,16 @@ static void zone_weights(cluster_rt_t *cl, kl_swrr_t *b, uint64_t now_ms)
         bool ramping = false;
 
         for (size_t d = 0; d < zr->conf->ndests; d++)
-            ramping = ramping || zr->dests[d]->slow_start_at != 0;
+            ramping =
+                ramping || zr->dests[d]->slow_start_at != 0 || oc_active(zr->dests[d], now_ms);
         if (ramping && w > 0) {
+            /* RFC 7339 and slow-start both scale the zone by the share of its
+             * weight its destinations take now */
             for (size_t d = 0; d < zr->conf->ndests; d++) {
                 double dw = zr->conf->dests[d].weight;
 
-                eff += dw * ramp_factor(cl->conf, zr->dests[d], now_ms);
+                eff += dw * ramp_factor(cl->conf, zr->dests[d], now_ms) *
+                       oc_factor(zr->dests[d], now_ms);
                 conf += dw;
             }
             if (conf > 0 && eff < conf) {
@@ -739,7 +754,8 @@ static void fault_apply(kl_router_t *r, const kl_dest_state_t *s, kl_target_t *o
         const kl_fault_t *f = &r->faults[i];
 
         if ((in_dialog && !f->in_dialog) || strcmp(f->zone, s->zone) != 0 ||
-            (f->uri[0] != '\0' && strcmp(f->uri, s->uri) != 0))
+            (f->uri[0] != '\0' && strcmp(f->uri, s->uri) != 0 &&
+             (s->group == NULL || strcmp(f->uri, s->group->uri) != 0)))
             continue;
         out->fault = f->kind;
         out->fault_delay_ms = f->delay_ms;
@@ -1096,6 +1112,7 @@ static bool router_report(void *router, const kl_target_t *t, kl_outcome_t o, in
         s->timeouts++;
         break;
     case KL_OUTCOME_PROGRESS:
+    case KL_OUTCOME_ABANDONED:
         return false;
     }
     /* in-dialog requests carry no cluster: their outcomes still teach the
@@ -1347,8 +1364,11 @@ int kl_router_drain(kl_router_t *r, const char *zone, const char *uri, bool on)
 
         if (s == NULL || !s->in_config)
             return KL_ENOENT;
-        /* a destination of a drained zone stays drained */
+        /* a destination of a drained zone stays drained; a name's targets
+         * follow it */
         s->drained = on || zone_is_drained(r, zone);
+        for (size_t i = 0; i < s->nchildren; i++)
+            s->children[i]->drained = s->drained;
         return KL_OK;
     }
     if (on && !zone_is_drained(r, zone)) {
@@ -1467,6 +1487,25 @@ void kl_router_collect(const kl_router_t *r, kl_stats_t *into, uint64_t now_ms)
     }
 }
 
+/* Destinations (and DNS targets) of <zr> that take traffic, of all. */
+static void zone_health(const zone_rt_t *zr, unsigned *healthy, unsigned *total)
+{
+    *healthy = *total = 0;
+    for (size_t d = 0; d < zr->conf->ndests; d++) {
+        const kl_dest_state_t *g = zr->dests[d];
+        size_t n = g->is_name ? g->nchildren : 1;
+
+        if (g->is_name && n == 0)
+            (*total)++; /* a name that does not resolve counts as unhealthy */
+        for (size_t i = 0; i < n; i++) {
+            const kl_dest_state_t *s = g->is_name ? g->children[i] : g;
+
+            (*total)++;
+            *healthy += s->up && s->routable && !kl_breaker_is_ejected(&s->breaker);
+        }
+    }
+}
+
 /* Counters and gauges of one destination are summed over workers by the
  * caller (kl_router_state_merge); this builds one worker's view. */
 json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms)
@@ -1482,19 +1521,26 @@ json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms)
 
         for (size_t z = 0; z < cl->nzones; z++) {
             const zone_rt_t *zr = &cl->zones[z];
-            json_t *dests = json_array();
+            json_t *dests = json_array(), *zj;
             size_t up = 0;
 
             for (size_t d = 0; d < zr->conf->ndests; d++) {
                 const kl_dest_state_t *s = zr->dests[d];
                 double ramp = 1.0;
                 json_t *dj;
+                bool dup;
 
                 if (s->slow_start_at != 0)
                     ramp = kl_slowstart_factor(
                         now_ms, s->slow_start_at, cl->conf->slow_start.window,
                         cl->conf->slow_start.aggression, cl->conf->slow_start.min_weight_percent);
-                up += s->up && s->routable;
+                dup = s->up && s->routable;
+                if (s->is_name) {
+                    dup = false;
+                    for (size_t i = 0; i < s->nchildren; i++)
+                        dup = dup || (s->children[i]->up && s->children[i]->routable);
+                }
+                up += dup;
                 dj = json_pack(
                     "{s:s, s:b, s:b, s:b, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}", "uri",
                     s->uri, "up", s->up && s->routable, "drained", s->drained, "slow_start",
@@ -1528,14 +1574,41 @@ json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms)
                     json_array_append_new(dests, dj);
                 }
             }
-            json_array_append_new(
-                zones, json_pack("{s:s, s:I, s:b, s:b, s:I, s:o}", "name", zr->conf->name, "weight",
-                                 (json_int_t)zr->conf->weight, "drained",
-                                 zone_is_drained(r, zr->conf->name), "local", cl->local == (int)z,
-                                 "destinations_up", (json_int_t)up, "destinations", dests));
+            zj = json_pack("{s:s, s:I, s:b, s:b, s:I, s:o}", "name", zr->conf->name, "weight",
+                           (json_int_t)zr->conf->weight, "drained",
+                           zone_is_drained(r, zr->conf->name), "local", cl->local == (int)z,
+                           "destinations_up", (json_int_t)up, "destinations", dests);
+            if (zj != NULL) {
+                const zone_state_t *zs = zr->zs;
+                const kl_conf_limits_t *lim = &zr->conf->limits;
+                unsigned healthy = 0, total = 0;
+
+                zone_health(zr, &healthy, &total);
+                /* degraded: under half healthy; panic: none healthy (routing
+                 * then ignores health rather than refusing every call) */
+                json_object_set_new(zj, "healthy", json_integer(healthy));
+                json_object_set_new(zj, "degraded", json_boolean(healthy * 2 < total));
+                json_object_set_new(zj, "panic", json_boolean(total > 0 && healthy == 0));
+                json_object_set_new(
+                    zj, "bulkhead",
+                    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "calls",
+                              (json_int_t)(zs != NULL ? zs->calls : 0), "chat",
+                              (json_int_t)(zs != NULL ? zs->txns[KL_CLASS_CHAT] : 0), "other",
+                              (json_int_t)(zs != NULL ? zs->txns[KL_CLASS_OTHER] : 0),
+                              "transactions", (json_int_t)(zs != NULL ? zs->txns_total : 0),
+                              "limits", "calls", (json_int_t)lim->calls, "chat",
+                              (json_int_t)lim->chat, "other", (json_int_t)lim->other,
+                              "transactions", (json_int_t)lim->transactions));
+                json_array_append_new(zones, zj);
+            }
         }
         json_array_append_new(clusters,
-                              json_pack("{s:s, s:o}", "name", cl->conf->name, "zones", zones));
+                              json_pack("{s:s, s:o, s:I, s:{s:I, s:I, s:I}}", "name",
+                                        cl->conf->name, "zones", zones, "panic_total",
+                                        (json_int_t)cl->cs->panics, "retry_budget", "failovers",
+                                        (json_int_t)cl->cs->budget.retries_total, "exhausted",
+                                        (json_int_t)cl->cs->budget_denied, "in_flight_failovers",
+                                        (json_int_t)cl->cs->budget.active));
     }
     return clusters;
 }
@@ -1573,7 +1646,7 @@ int kl_router_set_targets(kl_router_t *r, const char *zone, const char *uri,
         }
         c[i]->zone_state = g->zone_state;
         c[i]->in_config = true;
-        c[i]->drained = c[i]->drained || g->drained;
+        c[i]->drained = g->drained; /* targets follow their name's drain */
         prio[i] = t[i].priority;
         weight[i] = t[i].weight;
         /* a target that appears in a later answer ramps up like an added
