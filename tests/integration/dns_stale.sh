@@ -9,6 +9,10 @@
 source "$(dirname "$0")/lib/common.sh"
 command -v dnsmasq >/dev/null || fail "dnsmasq is not installed (scripts/setup installs dnsmasq-base)"
 
+# DNS_STALE_SECONDS: how long the calls run (the resolvers die after 1 s);
+# 300 for the issue's five-minute figure
+SECS=${DNS_STALE_SECONDS:-30}
+CALLS=$((SECS * 50))
 port=$(free_port); ADMIN_PORT=$(free_port); d1=$(free_port); d2=$(free_port)
 u1=$(free_port); u2=$(free_port)
 
@@ -47,8 +51,8 @@ wait_until 5 targets_are 2 || fail "zone-b.test not resolved: $(grep dns "$TMP/m
 t_resolved=$(now)
 pass "zone-b.test resolved to 2 targets"
 
-# 50 calls/s for 30 s
-run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m 1500 -r 50 -d 100 -timeout 90s &
+# 50 calls/s for SECS s
+run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m "$CALLS" -r 50 -d 100 -timeout $((SECS + 60))s &
 UAC=$!
 PIDS+=("$UAC")
 sleep 1
@@ -71,17 +75,23 @@ echo "stale for 8 s: targets used from the stale answer $used1 -> $used2, server
 [ "${served%.*}" -ge 1 ] || fail "keel_dns_stale_answers_total is $served"
 pass "calls flow on the stale answer past its TTL, counted ($used1 -> $used2 attempts)"
 
-# a resolver comes back: the next retry (every 30 s) refreshes the name
+# a resolver comes back near the end: the next retry (every 30 s) refreshes the name
+while kill -0 "$UAC" 2>/dev/null && [ "$(python3 -c "print(int($(now) - $t_resolved))")" -lt $((SECS - 15)) ]; do
+    sleep 1
+done
+served=$(m keel_dns_stale_answers_total name=zone-b.test); used3=$(m keel_dns_stale_targets_used_total "${N[@]}")
+stale_is 1 || fail "zone-b.test not stale any more with every resolver dead"
+echo "every resolver dead for $(python3 -c "print('%.0f' % ($(now) - $t_resolved - 1))") s: stale answers served $served, attempts on them $used3, servers got $(invites) INVITEs"
 start_dnsmasq dns1 "$d1" "${RECORDS[@]}"
 rc=0
 wait "$UAC" || rc=$?
 _pids_forget "$UAC"
 ok=$(stat uac "SuccessfulCall(C)"); failed=$(stat uac "FailedCall(C)")
-echo "uac: $ok successful, $failed failed of 1500"
-[ $rc -eq 0 ] && [ "$ok" -eq 1500 ] || fail "$failed of 1500 calls failed with every resolver dead: $(tail -5 "$TMP/uac.log")"
-pass "1500 calls, 0 failed, through $(python3 -c "print('%.0f' % ($(now) - $t_stale))") s of stale answers"
-left=$(python3 -c "print(max(1, int(34 - ($(now) - $t_stale))))")
-wait_until "$left" stale_is 0 || fail "zone-b.test still stale 34 s after it went stale, a resolver back"
+echo "uac: $ok successful, $failed failed of $CALLS"
+[ $rc -eq 0 ] && [ "$ok" -eq "$CALLS" ] || fail "$failed of $CALLS calls failed with every resolver dead: $(tail -5 "$TMP/uac.log")"
+pass "$CALLS calls, 0 failed, through $(python3 -c "print('%.0f' % ($(now) - $t_stale))") s of stale answers"
+t_back=$(now)
+wait_until 32 stale_is 0 || fail "zone-b.test still stale 32 s after a resolver came back (retry every 30 s)"
 targets_are 2 || fail "zone-b.test lost its targets on the refresh"
-pass "a resolver back: the name is fresh again within the 30 s retry"
+pass "a resolver back: the name is fresh again $(python3 -c "print('%.1f' % ($(now) - $t_back))") s after the calls ended (retry every 30 s)"
 stop_keel
