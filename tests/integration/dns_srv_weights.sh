@@ -68,7 +68,7 @@ pass "200 calls split $c1/$c2 by SRV weight 70/30, none to priority 20"
 
 # ---- phase 2: both priority-10 servers go silent (SIGSTOP: no ICMP) ----
 STOPPED=
-trap 'rc_=$?; for p_ in $STOPPED; do kill -CONT "$p_" 2>/dev/null; done; (exit $rc_); _cleanup' EXIT
+trap 'rc_=$?; for p_ in $STOPPED; do kill -CONT "$p_" 2>/dev/null; done; set +e; (exit $rc_); _cleanup' EXIT
 kill -STOP "$uas1_PID" "$uas2_PID"
 STOPPED="$uas1_PID $uas2_PID"
 wait_until 10 up_is "$D1" 0 || fail "$D1 still up 10 s after its server went silent"

@@ -67,7 +67,7 @@ targets_are 2 || fail "the stale answer does not keep the 2 targets"
 used1=$(m keel_dns_stale_targets_used_total "${N[@]}"); inv1=$(invites)
 sleep 8
 used2=$(m keel_dns_stale_targets_used_total "${N[@]}"); inv2=$(invites)
-served=$(m keel_dns_stale_answers_total name=zone-b.test)
+served=$(m keel_dns_stale_answers_total name=sip:zone-b.test)
 stale_is 1 || fail "the name is not stale any more with every resolver dead"
 echo "stale for 8 s: targets used from the stale answer $used1 -> $used2, servers got $inv1 -> $inv2 INVITEs, stale answers served $served"
 [ "$((${used2%.*} - ${used1%.*}))" -ge 300 ] || fail "only $((${used2%.*} - ${used1%.*})) attempts on the stale answer in 8 s at 50 calls/s"
@@ -79,7 +79,7 @@ pass "calls flow on the stale answer past its TTL, counted ($used1 -> $used2 att
 while kill -0 "$UAC" 2>/dev/null && [ "$(python3 -c "print(int($(now) - $t_resolved))")" -lt $((SECS - 15)) ]; do
     sleep 1
 done
-served=$(m keel_dns_stale_answers_total name=zone-b.test); used3=$(m keel_dns_stale_targets_used_total "${N[@]}")
+served=$(m keel_dns_stale_answers_total name=sip:zone-b.test); used3=$(m keel_dns_stale_targets_used_total "${N[@]}")
 stale_is 1 || fail "zone-b.test not stale any more with every resolver dead"
 echo "every resolver dead for $(python3 -c "print('%.0f' % ($(now) - $t_resolved - 1))") s: stale answers served $served, attempts on them $used3, servers got $(invites) INVITEs"
 start_dnsmasq dns1 "$d1" "${RECORDS[@]}"
