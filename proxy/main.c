@@ -143,7 +143,9 @@ static bool conf_has_listen(const kl_conf_t *conf, const kl_conf_listen_t *l)
  * through it are over (their retransmissions, ACKs and CANCELs arrive on
  * it), looked at every second, for at most LISTENER_LINGER_S. */
 typedef struct listener_gone {
+    struct listener_gone *next; /* the worker's list (w->hooks_state), freed at stop */
     kl_worker_t *w;
+    struct event *ev;
     kl_tp_kind_t kind;
     char address[64];
     uint16_t port;
@@ -151,6 +153,19 @@ typedef struct listener_gone {
 } listener_gone_t;
 
 #define LISTENER_LINGER_S 32
+
+static void listener_gone_free(listener_gone_t *g)
+{
+    listener_gone_t **pp = (listener_gone_t **)&g->w->hooks_state;
+
+    while (*pp != NULL && *pp != g)
+        pp = &(*pp)->next;
+    if (*pp == g)
+        *pp = g->next;
+    if (g->ev != NULL)
+        event_free(g->ev);
+    free(g);
+}
 
 static void listener_close_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -167,7 +182,7 @@ static void listener_close_cb(evutil_socket_t fd, short what, void *arg)
             ++g->checks < LISTENER_LINGER_S) {
             struct timeval tv = {1, 0};
 
-            if (event_base_once(g->w->base, -1, EV_TIMEOUT, listener_close_cb, g, &tv) == 0)
+            if (event_add(g->ev, &tv) == 0)
                 return; /* its transactions are not over: look again in a second */
         }
         if (lst != NULL) {
@@ -176,7 +191,7 @@ static void listener_close_cb(evutil_socket_t fd, short what, void *arg)
                    kl_tp_kind_name(g->kind), g->address, g->port);
         }
     }
-    free(g);
+    listener_gone_free(g);
 }
 
 static void worker_reload(kl_worker_t *w, const kl_conf_t *old_conf, const kl_conf_t *new_conf)
@@ -194,21 +209,24 @@ static void worker_reload(kl_worker_t *w, const kl_conf_t *old_conf, const kl_co
         lst = kl_tp_find_listener(w->tp, l->transport, l->address, l->port);
         if (lst == NULL)
             continue;
-        g = calloc(1, sizeof(*g));
-        if (l->transport == KL_TP_TCP || g == NULL) {
-            /* a TCP listener only accepts: its connections live on */
-            free(g);
+        g = l->transport == KL_TP_TCP ? NULL : calloc(1, sizeof(*g));
+        if (g != NULL) {
+            g->w = w;
+            g->ev = evtimer_new(w->base, listener_close_cb, g);
+            g->next = w->hooks_state;
+            w->hooks_state = g;
+        }
+        if (g == NULL || g->ev == NULL || event_add(g->ev, &tv) != 0) {
+            /* TCP (a listener only accepts: its connections live on), or no
+             * memory: close now */
+            if (g != NULL)
+                listener_gone_free(g);
             kl_tp_unlisten(w->tp, lst);
             continue;
         }
-        g->w = w;
         g->kind = l->transport;
         snprintf(g->address, sizeof(g->address), "%s", l->address);
         g->port = l->port;
-        if (event_base_once(w->base, -1, EV_TIMEOUT, listener_close_cb, g, &tv) != 0) {
-            free(g);
-            kl_tp_unlisten(w->tp, lst);
-        }
     }
     kl_tp_set_limits(w->tp, &new_conf->transport);
     kl_router_reload(w->router, new_conf);
@@ -217,6 +235,8 @@ static void worker_reload(kl_worker_t *w, const kl_conf_t *old_conf, const kl_co
 
 static void worker_stop(kl_worker_t *w)
 {
+    while (w->hooks_state != NULL)
+        listener_gone_free(w->hooks_state);
     /* transactions first: they hold connections and router targets */
     kl_proxy_free(w->proxy);
     w->proxy = NULL;

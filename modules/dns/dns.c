@@ -195,6 +195,7 @@ struct dns_name {
     kl_tp_kind_t tp;
     bool tp_set;
     kl_dns_target_t t[DNS_MAX_TARGETS];
+    char thost[DNS_MAX_TARGETS][256]; /* the host name each target's address came from */
     size_t nt;
     bool have;    /* an answer (positive or negative) is known */
     bool stale;   /* served past its expiry */
@@ -212,10 +213,13 @@ struct dns_job {
     bool negative;
     uint32_t min_ttl, neg_ttl;
     kl_dns_target_t t[DNS_MAX_TARGETS];
+    char thost[DNS_MAX_TARGETS][256];
     size_t nt;
+    bool kept;        /* some targets were carried over from the last answer (a lookup failed) */
+    unsigned answers; /* queries of this job a resolver answered */
 };
 
-typedef enum { STEP_NAPTR, STEP_SRV, STEP_A } step_t;
+typedef enum { STEP_NAPTR, STEP_SRV, STEP_A, STEP_AAAA } step_t;
 
 typedef struct dns_q {
     dns_job_t *job;
@@ -267,11 +271,14 @@ static void job_done(dns_job_t *j)
     uint64_t now = kl_now_ms();
 
     n->job = NULL;
-    if (j->nt > 0) {
+    if (j->nt > 0 && (j->answers > 0 || !j->kept)) {
         uint32_t ttl = clamp_ttl(j->min_ttl);
 
         memcpy(n->t, j->t, j->nt * sizeof(j->t[0]));
+        memcpy(n->thost, j->thost, j->nt * sizeof(j->thost[0]));
         n->nt = j->nt;
+        if (j->kept && j->min_ttl > DNS_STALE_TTL_MS / 1000)
+            j->min_ttl = DNS_STALE_TTL_MS / 1000; /* retry the failed part sooner */
         n->have = true;
         n->stale = false;
         n->expires_ms = now + (uint64_t)ttl * 1000;
@@ -292,7 +299,7 @@ static void job_done(dns_job_t *j)
         name_push(d, n, now);
     } else if (n->have && n->nt > 0 && now < n->expires_ms) {
         n->next_ms = now + DNS_RETRY_MS; /* still fresh: try again soon */
-    } else if (n->have && n->nt > 0 && now < n->expires_ms + d->conf->max_stale) {
+    } else if (n->have && n->nt > 0 && now + 100 < n->expires_ms + d->conf->max_stale) {
         const char *l[] = {n->uri};
 
         if (!n->stale)
@@ -301,7 +308,10 @@ static void job_done(dns_job_t *j)
                    n->host, n->nt, (unsigned long long)(now - n->expires_ms));
         n->stale = true;
         kl_stats_add(d->w->stats, KL_ST_DNS_STALE_SERVED, l, 1);
+        /* retried every 30 s, and no later than the end of max_stale */
         n->next_ms = now + DNS_STALE_TTL_MS;
+        if (n->next_ms > n->expires_ms + d->conf->max_stale)
+            n->next_ms = n->expires_ms + d->conf->max_stale;
         name_push(d, n, now);
     } else {
         /* nothing to serve: the name is out until a resolver answers */
@@ -323,8 +333,8 @@ static void job_release(dns_job_t *j)
         job_done(j);
 }
 
-static void add_target(dns_job_t *j, const kl_dns_rr_t *rr, uint16_t port, kl_tp_kind_t tp,
-                       uint16_t prio, uint16_t weight)
+static void add_target(dns_job_t *j, const kl_dns_rr_t *rr, const char *host, uint16_t port,
+                       kl_tp_kind_t tp, uint16_t prio, uint16_t weight)
 {
     char ip[64];
     kl_dns_target_t *t;
@@ -343,7 +353,32 @@ static void add_target(dns_job_t *j, const kl_dns_rr_t *rr, uint16_t port, kl_tp
     }
     t->priority = prio;
     t->weight = weight;
+    snprintf(j->thost[j->nt], sizeof(j->thost[0]), "%s", host);
     j->nt++;
+}
+
+/* A lookup of <host> failed while others answered: its targets of the last
+ * answer are kept (RFC 8767 in the small) instead of being dropped. */
+static void keep_targets(dns_job_t *j, const char *host, bool v6, uint16_t prio, uint16_t weight)
+{
+    const dns_name_t *n = j->n;
+
+    for (size_t i = 0; i < n->nt && j->nt < DNS_MAX_TARGETS; i++) {
+        bool dup = false;
+
+        if (strcmp(n->thost[i], host) != 0 || (strchr(n->t[i].uri, '[') != NULL) != v6)
+            continue;
+        for (size_t k = 0; k < j->nt && !dup; k++)
+            dup = strcmp(j->t[k].uri, n->t[i].uri) == 0;
+        if (dup)
+            continue;
+        j->t[j->nt] = n->t[i];
+        j->t[j->nt].priority = prio;
+        j->t[j->nt].weight = weight;
+        snprintf(j->thost[j->nt], sizeof(j->thost[0]), "%s", host);
+        j->nt++;
+        j->kept = true;
+    }
 }
 
 static void q_cb(void *arg, int status, const unsigned char *abuf, int alen)
@@ -351,12 +386,23 @@ static void q_cb(void *arg, int status, const unsigned char *abuf, int alen)
     dns_q_t *q = arg;
     dns_job_t *j = q->job;
     kl_dns_answer_t *a = NULL;
-    int type = q->step == STEP_NAPTR ? KL_DNS_T_NAPTR
-               : q->step == STEP_SRV ? KL_DNS_T_SRV
-                                     : KL_DNS_T_A;
+    int type = q->step == STEP_NAPTR  ? KL_DNS_T_NAPTR
+               : q->step == STEP_SRV  ? KL_DNS_T_SRV
+               : q->step == STEP_AAAA ? KL_DNS_T_AAAA
+                                      : KL_DNS_T_A;
 
     if (status == KL_ETIMEDOUT || status == KL_ERR || abuf == NULL) {
         j->failed = true;
+        if (q->step == STEP_A || q->step == STEP_AAAA)
+            keep_targets(j, q->qname, q->step == STEP_AAAA, q->prio, q->weight);
+        if (q->step == STEP_NAPTR) {
+            /* no usable NAPTR answer (refused, failed): RFC 3263's SRV
+             * fallback still applies */
+            char qn[300];
+
+            snprintf(qn, sizeof(qn), "_sip._udp.%s", j->n->host);
+            job_query(j, STEP_SRV, qn, KL_TP_UDP, 0, 0, 0, 1);
+        }
         goto out;
     }
     a = malloc(sizeof(*a));
@@ -364,6 +410,7 @@ static void q_cb(void *arg, int status, const unsigned char *abuf, int alen)
         j->failed = true;
         goto out;
     }
+    j->answers++;
     if (a->n > 0 && (j->min_ttl == 0 || a->ttl < j->min_ttl))
         j->min_ttl = a->ttl > 0 ? a->ttl : 1;
     if (a->n == 0 && a->neg_ttl > 0 && (j->neg_ttl == 0 || a->neg_ttl < j->neg_ttl))
@@ -429,8 +476,9 @@ static void q_cb(void *arg, int status, const unsigned char *abuf, int alen)
         break;
     }
     case STEP_A:
+    case STEP_AAAA:
         for (size_t i = 0; status == KL_OK && i < a->n; i++)
-            add_target(j, &a->rr[i], q->port, q->tp, q->prio, q->weight);
+            add_target(j, &a->rr[i], q->qname, q->port, q->tp, q->prio, q->weight);
         break;
     }
 out:
@@ -442,8 +490,15 @@ out:
 static void job_query(dns_job_t *j, step_t step, const char *qname, kl_tp_kind_t tp, uint16_t port,
                       uint16_t prio, uint16_t weight, int fallback)
 {
-    dns_q_t *q = calloc(1, sizeof(*q));
-    int type = step == STEP_NAPTR ? KL_DNS_T_NAPTR : step == STEP_SRV ? KL_DNS_T_SRV : KL_DNS_T_A;
+    dns_q_t *q;
+    int type = step == STEP_NAPTR  ? KL_DNS_T_NAPTR
+               : step == STEP_SRV  ? KL_DNS_T_SRV
+               : step == STEP_AAAA ? KL_DNS_T_AAAA
+                                   : KL_DNS_T_A;
+
+    if (step == STEP_A) /* an address lookup asks for both families */
+        job_query(j, STEP_AAAA, qname, tp, port, prio, weight, fallback);
+    q = calloc(1, sizeof(*q));
 
     if (q == NULL) {
         j->failed = true;

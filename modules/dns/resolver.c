@@ -62,6 +62,7 @@ typedef struct query {
     unsigned next_tier; /* the next tier a hedge or a failover goes to */
     bool tried[RES_MAX_TIERS];
     struct event *hedge;
+    unsigned guard; /* callers still using it: c-ares may answer inside ares_query() */
 } query_t;
 
 typedef struct send {
@@ -178,7 +179,7 @@ static void count(kl_resolvers_t *s, const resolver_t *r, const char *result)
 
 static void query_maybe_free(query_t *q)
 {
-    if (!q->done || q->outstanding > 0)
+    if (!q->done || q->outstanding > 0 || q->guard > 0)
         return;
     if (q->hedge != NULL)
         event_free(q->hedge);
@@ -283,7 +284,9 @@ static bool query_send_tier(query_t *q, unsigned tier, bool hedge)
     s->hedge = hedge;
     q->tried[tier] = true;
     q->outstanding++;
-    ares_query(r->ch, q->name, C_IN, q->type, query_cb, s);
+    q->guard++;
+    ares_query(r->ch, q->name, C_IN, q->type, query_cb, s); /* may call query_cb now */
+    q->guard--;
     res_schedule(r);
     return true;
 }
@@ -298,7 +301,13 @@ static void query_hedge_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (q->done)
         return;
+    q->guard++;
     query_next_tier(q, true);
+    q->guard--;
+    if (q->done) {
+        query_maybe_free(q);
+        return;
+    }
     if (q->outstanding > before) {
         kl_stats_add(q->set->stats, KL_ST_DNS_HEDGES, l, 1);
         if (q->next_tier < q->set->ntiers && q->set->hedge_after > 0) {
@@ -342,16 +351,20 @@ int kl_resolvers_query(kl_resolvers_t *set, const char *name, int type, kl_dns_c
     q->next_tier = first + 1;
     for (unsigned t = 0; t < first; t++)
         q->tried[t] = true; /* down tiers are skipped, not tried later */
+    q->guard++;
     if (!query_send_tier(q, first, false)) {
+        q->guard--;
         q->done = true;
         query_maybe_free(q);
         return KL_ENOMEM;
     }
-    if (q->next_tier < set->ntiers && set->hedge_after > 0) {
+    q->guard--;
+    if (!q->done && q->next_tier < set->ntiers && set->hedge_after > 0) {
         struct timeval tv = {set->hedge_after / 1000, (set->hedge_after % 1000) * 1000};
 
         event_add(q->hedge, &tv);
     }
+    query_maybe_free(q); /* answered already (inside ares_query) */
     return KL_OK;
 }
 

@@ -43,6 +43,7 @@ typedef struct kl_worker {
     struct kl_proxy *proxy; /* sip/ */
     void *router;           /* upstream/ */
     void *mod_state[KL_MAX_MODULES];
+    void *hooks_state;      /* the daemon's own per-worker data (its hooks') */
     struct kl_stats *stats; /* core/stats.h: this worker's metric series */
     /* What the admin API asks of the layers above core (set by the daemon):
      * fills <into> with gauges read from live state (destinations, zones). */
