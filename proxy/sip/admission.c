@@ -48,6 +48,7 @@ struct kl_admission {
     unsigned busy_pct;             /* last tick's */
     unsigned shed[KL_CLASS_COUNT]; /* per mille shed, by class */
     uint64_t seen[KL_CLASS_COUNT]; /* new requests since the last tick */
+    double recent[KL_CLASS_COUNT]; /* new requests per tick, smoothed over about 1 s */
     uint64_t shed_draw;            /* xorshift for probabilistic shedding */
 };
 
@@ -110,6 +111,14 @@ void kl__admission_reload(kl_admission_t *a, const kl_conf_t *conf)
     adm_configure(a, conf, kl_now_ms());
 }
 
+/* Smooths the per-class arrivals over about a second: a class whose traffic
+ * pauses for one tick is not skipped in the shedding order. */
+static void adm_smooth(kl_admission_t *a)
+{
+    for (int c = 0; c < KL_CLASS_COUNT; c++)
+        a->recent[c] = a->recent[c] * 0.8 + (double)a->seen[c];
+}
+
 /* The shedding controller, once per policy tick. */
 void kl__admission_tick(kl_proxy_t *p, uint64_t now_ms)
 {
@@ -120,6 +129,7 @@ void kl__admission_tick(kl_proxy_t *p, uint64_t now_ms)
 
     if (wall < 50)
         return;
+    adm_smooth(a);
     a->busy_pct = (unsigned)((cpu - a->last_cpu_us) / 10 / wall); /* us / (ms * 10) = % */
     a->last_wall_ms = now_ms;
     a->last_cpu_us = cpu;
@@ -132,7 +142,7 @@ void kl__admission_tick(kl_proxy_t *p, uint64_t now_ms)
             kl_class_t c = order[i];
             unsigned max = c == KL_CLASS_CALL ? SHED_CALLS_MAX : SHED_MAX;
 
-            if (a->shed[c] >= max || a->seen[c] == 0)
+            if (a->shed[c] >= max || a->recent[c] < 0.5)
                 continue;
             a->shed[c] += c == KL_CLASS_CALL ? SHED_STEP_CALLS : SHED_STEP;
             if (a->shed[c] > max)
