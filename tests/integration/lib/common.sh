@@ -106,7 +106,9 @@ SCEN="$KEEL_SRC/tests/integration/scenarios"
 start_uas() {
     local name=$1 port=$2 sf=$3 t=${4:-u1}
     command -v sipp >/dev/null || fail "sipp is not installed (scripts/setup installs sip-tester)"
-    (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -t "$t" -aa -nostdin -timeout 120s \
+    # -mp: a media port found free, not SIPp's fixed 6000 (parallel tests,
+    # the bench harness)
+    (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -mp "$(free_port)" -t "$t" -aa -nostdin -timeout 120s \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
         -trace_counts >"$TMP/$name.log" 2>&1) &
     local pid=$!
@@ -125,7 +127,7 @@ run_uac() {
     local lport rc=0
     lport=$(free_port)
     # in $TMP: SIPp writes its trace files (-trace_rtt ...) to the current folder
-    (cd "$TMP" && timeout 300 sipp "$target" -sf "$SCEN/$sf" -i 127.0.0.1 -p "$lport" -nostdin \
+    (cd "$TMP" && timeout 300 sipp "$target" -sf "$SCEN/$sf" -i 127.0.0.1 -p "$lport" -mp "$(free_port)" -nostdin \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
         "$@" >"$TMP/$name.log" 2>&1) || rc=$?
     return $rc
