@@ -108,7 +108,7 @@ start_uas() {
     command -v sipp >/dev/null || fail "sipp is not installed (scripts/setup installs sip-tester)"
     # -mp: a media port found free, not SIPp's fixed 6000 (parallel tests,
     # the bench harness)
-    (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -mp "$(free_port)" -t "$t" -aa -nostdin -timeout 120s \
+    (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -mp "$(free_port)" -t "$t" -aa -nostdin -timeout "${UAS_TIMEOUT:-120s}" \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
         -trace_counts >"$TMP/$name.log" 2>&1) &
     local pid=$!
