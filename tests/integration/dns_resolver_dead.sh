@@ -139,13 +139,13 @@ grep -q "event=resolver_down tier=primary" "$TMP/keel2.log" || fail "no resolver
 pass "primary blackholed: each query answered by the secondary ${g1}/${g2} ms after it was sent (hedge_after ${HEDGE_MS}), $won hedges won, primary down"
 
 # steady load through TTL refreshes
-sec_before=$(m keel_dns_queries_total resolver=127.0.0.1:$sec result=answer)
+naptrs() { grep -c "query\[NAPTR\] zone-b.test" "$TMP/sec.log" || true; }
+sec_before=$(naptrs)
 n_bh=$((RATE * 20))
 load bh "$n_bh"
 calls_ok bh "$n_bh"
-sec_after=$(m keel_dns_queries_total resolver=127.0.0.1:$sec result=answer)
-refreshes=$(python3 -c "print(int(($sec_after - $sec_before) / 4))")
-echo "secondary answered $((${sec_after%.*} - ${sec_before%.*})) queries during the load ($refreshes refreshes of NAPTR+SRV+2 A)"
+refreshes=$(($(naptrs) - sec_before))
+echo "the secondary answered $refreshes refreshes of zone-b.test (its NAPTR queries) during the 20 s load"
 [ "$refreshes" -ge 4 ] || fail "only $refreshes refreshes during 20 s with a 5 s TTL"
 [ "$(m "${PUP[@]}")" = 0 ] || fail "the blackholed primary came back up"
 stop_keel
