@@ -34,8 +34,18 @@ RECORDS=(--local-ttl=5
     --host-record=b1.zone-b.test,127.0.0.1 --host-record=b2.zone-b.test,127.0.0.1)
 start_dnsmasq dns1 "$d1" "${RECORDS[@]}"
 start_dnsmasq dns2 "$d2" "${RECORDS[@]}"
-start_uas uas1 "$u1" uas_call.xml
-start_uas uas2 "$u2" uas_call.xml
+# the servers as start_uas starts them, but with a global timeout past the
+# run (start_uas's SIPp quits after 120 s)
+uas() { # uas NAME PORT
+    (cd "$TMP" && exec sipp -sf "$SCEN/uas_call.xml" -i 127.0.0.1 -p "$2" -t u1 -aa -nostdin \
+        -timeout $((SECS + 120))s -trace_stat -stf "$TMP/$1.csv" -fd 1 -trace_err \
+        -error_file "$TMP/$1.err" -trace_counts >"$TMP/$1.log" 2>&1) &
+    eval "${1}_PID=$!"
+    PIDS+=("$!")
+}
+uas uas1 "$u1"
+uas uas2 "$u2"
+sleep 0.3
 python3 "$LIB_DIR/dnsconf.py" "$TMP/keel.yaml" "$port" zone=zone-b:1:sip:zone-b.test \
     tier=primary:127.0.0.1:$d1 tier=secondary:127.0.0.1:$d2 admin="$ADMIN_PORT"
 start_keel "$TMP/keel.yaml"
@@ -52,7 +62,11 @@ t_resolved=$(now)
 pass "zone-b.test resolved to 2 targets"
 
 # 50 calls/s for SECS s
-run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m "$CALLS" -r 50 -d 100 -timeout $((SECS + 60))s &
+# (as run_uac, whose `timeout 300` would cut a long run short)
+(cd "$TMP" && exec timeout $((SECS + 120)) sipp "127.0.0.1:$port" -sf "$SCEN/uac_call.xml" \
+    -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_stat -stf "$TMP/uac.csv" -fd 1 -trace_err \
+    -error_file "$TMP/uac.err" -s 1000 -m "$CALLS" -r 50 -d 100 -timeout $((SECS + 60))s \
+    >"$TMP/uac.log" 2>&1) &
 UAC=$!
 PIDS+=("$UAC")
 sleep 1
