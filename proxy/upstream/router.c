@@ -1,119 +1,18 @@
-#include "upstream/router.h"
+/* The routing policy of a worker (see router.h): snapshots' generations,
+ * plans, choosing zones and destinations, attempts' outcomes, health and
+ * ejection on the policy tick. Operator control and introspection are in
+ * control.c. */
+#include "upstream/router-int.h"
 
-#include "upstream/balancer.h"
-#include "upstream/registry.h"
 #include "core/conf.h"
 #include "core/errors.h"
 #include "core/worker.h"
-#include "core/stats.h"
-#include "core/log.h"
 #include "core/rand.h"
-#include "upstream/budget.h"
-
-#include <jansson.h>
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define PLAN_MAX_TRIED 10
-/* SWRR weights are integers: scaled so slow-start fractions keep their share */
-#define WEIGHT_SCALE 100u
-#define WEIGHT_MAX   (UINT_MAX / WEIGHT_SCALE)
-
-/* Per-snapshot structures, built at reload so the per-call path only walks
- * arrays of state pointers. Plans keep the generation they started with. */
-typedef struct zone_rt {
-    const kl_conf_zone_t *conf;
-    kl_dest_state_t **dests; /* one per conf->dests[], a ref each */
-    kl_swrr_t swrr;          /* destinations */
-    struct zone_state *zs;   /* bulkhead counters */
-} zone_rt_t;
-
-typedef struct cluster_rt {
-    const kl_conf_cluster_t *conf;
-    zone_rt_t *zones;
-    size_t nzones;
-    kl_swrr_t order;    /* first zone of new plans, by zone weight */
-    kl_swrr_t failover; /* next zone after a failure: its own state, so failovers do not bend
-                           the split of new requests */
-    int local;          /* node.zone when prefer_local and the cluster has it, else -1 */
-    struct cluster_state *cs;
-} cluster_rt_t;
-
-typedef struct gen {
-    unsigned refs; /* the router's current pointer + plans */
-    const kl_conf_t *conf;
-    cluster_rt_t *clusters;
-    size_t nclusters;
-} gen_t;
-
-#define ROUTER_MAX_DRAINED_ZONES 64
-
-/* Per-cluster state outside the snapshot, by name: the retry budget and the
- * transactions in flight it is measured against. Never freed before the
- * router (a bounded set of names). */
-typedef struct cluster_state {
-    kl_hnode_t hn;
-    struct cluster_state *next;
-    const kl_conf_cluster_t *conf; /* in the current snapshot; NULL once removed */
-    kl_budget_t budget;
-    unsigned in_flight;
-    uint64_t budget_denied; /* failovers refused by the budget */
-    uint64_t panics;        /* plans routed ignoring health (nothing healthy) */
-    char name[];
-} cluster_state_t;
-
-/* Bulkhead counters of one zone (by name, shared by the clusters that name
- * it), outside the snapshot: they count work in progress, which a reload
- * does not end. */
-typedef struct zone_state {
-    kl_hnode_t hn;
-    struct zone_state *next;
-    unsigned calls;                /* initial INVITEs in progress + established calls */
-    unsigned dialogs;              /* established calls */
-    unsigned txns[KL_CLASS_COUNT]; /* transactions in progress by class */
-    unsigned txns_total;
-    char name[];
-} zone_state_t;
-
-struct kl_router {
-    kl_registry_t reg;
-    gen_t *gen;
-    /* zones drained by the operator: a set of names that outlives snapshots,
-     * so a destination a reload adds to a drained zone is drained too */
-    char *drained_zones[ROUTER_MAX_DRAINED_ZONES];
-    size_t ndrained_zones;
-    kl_htab_t zones; /* zone_state_t by name */
-    zone_state_t *zone_list;
-    kl_fault_t faults[KL_ROUTER_MAX_FAULTS];
-    size_t nfaults;
-    kl_htab_t clusters; /* cluster_state_t by name */
-    cluster_state_t *cluster_list;
-    const kl_log_ctx_t *log; /* the worker's, for state changes */
-    uint64_t tick_no;
-    uint64_t rnd; /* xorshift state for probe jitter */
-};
-
-typedef struct tried {
-    uint32_t zone, dest;
-    const kl_dest_state_t *state; /* the one tried: the destination, or a DNS target of it */
-} tried_t;
-
-struct kl_plan {
-    gen_t *gen;
-    cluster_rt_t *cl;
-    kl_class_t cls; /* carried for bulkheads */
-    bool invite;    /* an initial INVITE: a new call */
-    bool full;      /* a zone was skipped because a bulkhead was full */
-    bool panic;     /* nothing healthy: health and ejections ignored */
-    bool moved;     /* the next attempt leaves a dead destination: budget-exempt */
-    uint64_t now_ms;
-    unsigned max; /* min(max_attempts, PLAN_MAX_TRIED) */
-    unsigned ntried;
-    tried_t tried[PLAN_MAX_TRIED]; /* in order; every one failed once the plan moves on */
-};
 
 /* ---- generations ---- */
 
@@ -262,7 +161,7 @@ static void state_clear_in_config(void *arg, kl_dest_state_t *s)
     s->in_config = false;
 }
 
-static bool zone_is_drained(const kl_router_t *r, const char *zone)
+bool kl__router_zone_is_drained(const kl_router_t *r, const char *zone)
 {
     for (size_t i = 0; i < r->ndrained_zones; i++) {
         if (strcmp(r->drained_zones[i], zone) == 0)
@@ -296,7 +195,7 @@ static void gen_commit(kl_router_t *r, gen_t *g, bool reload, uint64_t now_ms)
         const cluster_rt_t *cl = &g->clusters[c];
 
         for (size_t z = 0; z < cl->nzones; z++) {
-            bool zd = zone_is_drained(r, cl->zones[z].conf->name);
+            bool zd = kl__router_zone_is_drained(r, cl->zones[z].conf->name);
 
             for (size_t d = 0; d < cl->zones[z].conf->ndests; d++) {
                 cl->zones[z].dests[d]->in_config = true;
@@ -571,17 +470,6 @@ static double ramp_factor(const kl_conf_cluster_t *cc, kl_dest_state_t *s, uint6
     return f;
 }
 
-static bool oc_active(const kl_dest_state_t *s, uint64_t now_ms)
-{
-    return s->oc_percent > 0 && now_ms < s->oc_until_ms;
-}
-
-/* RFC 7339 loss algorithm: the share a destination asked to keep. */
-static double oc_factor(const kl_dest_state_t *s, uint64_t now_ms)
-{
-    return oc_active(s, now_ms) ? (100.0 - s->oc_percent) / 100.0 : 1.0;
-}
-
 /* Effective destination weights: weight x slow-start factor. */
 static void dest_weights(cluster_rt_t *cl, zone_rt_t *zr, uint64_t now_ms)
 {
@@ -591,8 +479,8 @@ static void dest_weights(cluster_rt_t *cl, zone_rt_t *zr, uint64_t now_ms)
         kl_dest_state_t *s = zr->dests[d];
 
         /* RFC 7339 loss algorithm: the asked share fewer new requests */
-        if (oc_active(s, now_ms))
-            f *= oc_factor(s, now_ms);
+        if (kl__oc_active(s, now_ms))
+            f *= kl__oc_factor(s, now_ms);
         else
             s->oc_percent = 0;
 
@@ -617,7 +505,7 @@ static void zone_weights(cluster_rt_t *cl, kl_swrr_t *b, uint64_t now_ms)
 
         for (size_t d = 0; d < zr->conf->ndests; d++)
             ramping =
-                ramping || zr->dests[d]->slow_start_at != 0 || oc_active(zr->dests[d], now_ms);
+                ramping || zr->dests[d]->slow_start_at != 0 || kl__oc_active(zr->dests[d], now_ms);
         if (ramping && w > 0) {
             /* RFC 7339 and slow-start both scale the zone by the share of its
              * weight its destinations take now */
@@ -625,7 +513,7 @@ static void zone_weights(cluster_rt_t *cl, kl_swrr_t *b, uint64_t now_ms)
                 double dw = zr->conf->dests[d].weight;
 
                 eff += dw * ramp_factor(cl->conf, zr->dests[d], now_ms) *
-                       oc_factor(zr->dests[d], now_ms);
+                       kl__oc_factor(zr->dests[d], now_ms);
                 conf += dw;
             }
             if (conf > 0 && eff < conf) {
@@ -731,25 +619,13 @@ static void target_take(kl_dest_state_t *s, const kl_plan_t *p, kl_target_t *out
 
 /* ---- injected faults ---- */
 
-static bool zone_known(const kl_router_t *r, const char *zone);
-
-static void faults_expire(kl_router_t *r, uint64_t now_ms)
-{
-    for (size_t i = 0; i < r->nfaults;) {
-        if (r->faults[i].until_ms <= now_ms)
-            r->faults[i] = r->faults[--r->nfaults];
-        else
-            i++;
-    }
-}
-
 /* Marks <out> with the first active fault that covers its destination. */
 static void fault_apply(kl_router_t *r, const kl_dest_state_t *s, kl_target_t *out, bool in_dialog,
                         uint64_t now_ms)
 {
     if (r->nfaults == 0)
         return;
-    faults_expire(r, now_ms);
+    kl__router_faults_expire(r, now_ms);
     for (size_t i = 0; i < r->nfaults; i++) {
         const kl_fault_t *f = &r->faults[i];
 
@@ -761,50 +637,6 @@ static void fault_apply(kl_router_t *r, const kl_dest_state_t *s, kl_target_t *o
         out->fault_delay_ms = f->delay_ms;
         return;
     }
-}
-
-int kl_router_fault_add(kl_router_t *r, const kl_fault_t *f, uint64_t now_ms)
-{
-    faults_expire(r, now_ms);
-    if (!zone_known(r, f->zone))
-        return KL_ENOENT;
-    if (f->uri[0] != '\0') {
-        const kl_dest_state_t *s = kl_registry_find(&r->reg, f->zone, f->uri);
-
-        if (s == NULL || !s->in_config)
-            return KL_ENOENT;
-    }
-    for (size_t i = 0; i < r->nfaults; i++) {
-        if (r->faults[i].id == f->id) {
-            r->faults[i] = *f;
-            return KL_OK;
-        }
-    }
-    if (r->nfaults >= KL_ROUTER_MAX_FAULTS)
-        return KL_ETOOBIG;
-    r->faults[r->nfaults++] = *f;
-    return KL_OK;
-}
-
-int kl_router_fault_del(kl_router_t *r, unsigned id)
-{
-    for (size_t i = 0; i < r->nfaults; i++) {
-        if (r->faults[i].id == id) {
-            r->faults[i] = r->faults[--r->nfaults];
-            return KL_OK;
-        }
-    }
-    return KL_ENOENT;
-}
-
-size_t kl_router_faults(kl_router_t *r, uint64_t now_ms, kl_fault_t *out, size_t cap)
-{
-    size_t n = 0;
-
-    faults_expire(r, now_ms);
-    for (size_t i = 0; i < r->nfaults && n < cap; i++)
-        out[n++] = r->faults[i];
-    return n;
 }
 
 /* RFC 2782 among a name's eligible targets: the lowest priority, then
@@ -999,7 +831,8 @@ static zone_rt_t *zone_of(cluster_rt_t *cl, const char *zone)
 
 /* The first cluster of the current snapshot with destination <s>, and its
  * zone: its health and outlier settings govern <s>. */
-static cluster_rt_t *cluster_with(kl_router_t *r, const kl_dest_state_t *s, zone_rt_t **zout)
+cluster_rt_t *kl__router_cluster_with(const kl_router_t *r, const kl_dest_state_t *s,
+                                      zone_rt_t **zout)
 {
     for (size_t c = 0; c < r->gen->nclusters; c++) {
         zone_rt_t *zr = zone_of(&r->gen->clusters[c], s->zone);
@@ -1119,7 +952,7 @@ static bool router_report(void *router, const kl_target_t *t, kl_outcome_t o, in
      * breaker through the destination's own cluster */
     cc = cs != NULL && cs->conf != NULL ? cs->conf : NULL;
     if (cc == NULL) {
-        cluster_rt_t *cl = cluster_with(r, s, NULL);
+        cluster_rt_t *cl = kl__router_cluster_with(r, s, NULL);
 
         cc = cl != NULL ? cl->conf : NULL;
     }
@@ -1140,7 +973,7 @@ static bool router_report(void *router, const kl_target_t *t, kl_outcome_t o, in
         zone_rt_t *zr = NULL;
         unsigned ej = 0, total = 1;
 
-        if (cluster_with(r, s, &zr) != NULL && zr != NULL)
+        if (kl__router_cluster_with(r, s, &zr) != NULL && zr != NULL)
             zone_ejected(zr, s, &ej, &total);
         if (kl_breaker_try_eject(&s->breaker, &cc->outlier, now_ms, ej, total) ==
             KL_BREAKER_EJECTED) {
@@ -1239,7 +1072,7 @@ static void *router_probe_result(void *router, const char *zone, const char *uri
     cluster_rt_t *cl;
     kl_health_change_t ch;
 
-    if (s == NULL || !s->health_started || (cl = cluster_with(r, s, NULL)) == NULL)
+    if (s == NULL || !s->health_started || (cl = kl__router_cluster_with(r, s, NULL)) == NULL)
         return NULL;
     ch = kl_health_result(&s->health, &cl->conf->health, code, now_ms);
     if (code != 0 && kl_health_accepts(&cl->conf->health, code) &&
@@ -1325,342 +1158,3 @@ const kl_router_ops_t kl_router_ops = {
     .dialog = router_dialog,
     .release = router_release,
 };
-
-/* ---- operator control and introspection ---- */
-
-typedef struct drain_ctx {
-    const char *zone, *uri;
-    bool on;
-    size_t n;
-} drain_ctx_t;
-
-static void drain_one(void *arg, kl_dest_state_t *s)
-{
-    drain_ctx_t *dc = arg;
-
-    if (strcmp(s->zone, dc->zone) != 0 || (dc->uri != NULL && strcmp(s->uri, dc->uri) != 0))
-        return;
-    s->drained = dc->on;
-    dc->n++;
-}
-
-static bool zone_known(const kl_router_t *r, const char *zone)
-{
-    for (size_t c = 0; c < r->gen->nclusters; c++) {
-        if (kl_conf_zone(r->gen->clusters[c].conf, zone) != NULL)
-            return true;
-    }
-    return false;
-}
-
-int kl_router_drain(kl_router_t *r, const char *zone, const char *uri, bool on)
-{
-    drain_ctx_t dc = {.zone = zone, .uri = uri, .on = on};
-
-    if (zone == NULL || !zone_known(r, zone))
-        return KL_ENOENT;
-    if (uri != NULL) {
-        kl_dest_state_t *s = kl_registry_find(&r->reg, zone, uri);
-
-        if (s == NULL || !s->in_config)
-            return KL_ENOENT;
-        /* a destination of a drained zone stays drained; a name's targets
-         * follow it */
-        s->drained = on || zone_is_drained(r, zone);
-        for (size_t i = 0; i < s->nchildren; i++)
-            s->children[i]->drained = s->drained;
-        return KL_OK;
-    }
-    if (on && !zone_is_drained(r, zone)) {
-        char *copy;
-
-        if (r->ndrained_zones >= ROUTER_MAX_DRAINED_ZONES)
-            return KL_ETOOBIG;
-        copy = strdup(zone);
-        if (copy == NULL)
-            return KL_ENOMEM;
-        r->drained_zones[r->ndrained_zones++] = copy;
-    } else if (!on) {
-        for (size_t i = 0; i < r->ndrained_zones; i++) {
-            if (strcmp(r->drained_zones[i], zone) == 0) {
-                free(r->drained_zones[i]);
-                r->drained_zones[i] = r->drained_zones[--r->ndrained_zones];
-                break;
-            }
-        }
-    }
-    kl_registry_each(&r->reg, drain_one, &dc);
-    return KL_OK;
-}
-
-bool kl_router_zone_drained(const kl_router_t *r, const char *zone)
-{
-    return zone_is_drained(r, zone);
-}
-
-/* The weight of destination <d> of <zr> in force at <now_ms>: 0 when it
- * takes no new requests, else configured x slow-start. */
-static double weight_in_force(const cluster_rt_t *cl, const zone_rt_t *zr, size_t d,
-                              uint64_t now_ms)
-{
-    const kl_dest_state_t *s = zr->dests[d];
-    const kl_conf_slow_start_t *ss = &cl->conf->slow_start;
-    double w = zr->conf->dests[d].weight;
-
-    if (!s->routable || !s->up || s->drained)
-        return 0;
-    if (s->slow_start_at != 0)
-        w *= kl_slowstart_factor(now_ms, s->slow_start_at, ss->window, ss->aggression,
-                                 ss->min_weight_percent);
-    if (s->oc_percent > 0 && now_ms < s->oc_until_ms)
-        w *= (100.0 - s->oc_percent) / 100.0;
-    return w;
-}
-
-void kl_router_collect(const kl_router_t *r, kl_stats_t *into, uint64_t now_ms)
-{
-    const gen_t *g = r->gen;
-
-    for (const zone_state_t *zs = r->zone_list; zs != NULL; zs = zs->next) {
-        const char *lc[] = {zs->name, "calls"}, *lh[] = {zs->name, "chat"},
-                   *lo[] = {zs->name, "other"}, *lt[] = {zs->name, "transactions"};
-
-        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lc, zs->calls);
-        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lh, zs->txns[KL_CLASS_CHAT]);
-        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lo, zs->txns[KL_CLASS_OTHER]);
-        kl_stats_add(into, KL_ST_BULKHEAD_OCCUPANCY, lt, zs->txns_total);
-    }
-
-    for (size_t c = 0; c < g->nclusters; c++) {
-        const cluster_rt_t *cl = &g->clusters[c];
-
-        const char *cln[] = {cl->conf->name};
-
-        kl_stats_add(into, KL_ST_RETRY_BUDGET_DENIED, cln, (double)cl->cs->budget_denied);
-        kl_stats_add(into, KL_ST_CLUSTER_PANICS, cln, (double)cl->cs->panics);
-        for (size_t z = 0; z < cl->nzones; z++) {
-            const zone_rt_t *zr = &cl->zones[z];
-            const char *zl[] = {zr->conf->name};
-            size_t healthy = 0;
-
-            kl_stats_set(into, KL_ST_ZONE_DRAINED, zl, zone_is_drained(r, zr->conf->name));
-            for (size_t d = 0; d < zr->conf->ndests; d++) {
-                const kl_dest_state_t *g = zr->dests[d];
-                size_t n = g->is_name ? g->nchildren : 1;
-
-                if (g->is_name) {
-                    const char *ln[] = {zr->conf->name, g->uri};
-
-                    kl_stats_set(into, KL_ST_DNS_TARGETS, ln, (double)g->nchildren);
-                    kl_stats_set(into, KL_ST_DNS_STALE, ln, g->dns_stale ? 1 : 0);
-                    kl_stats_add(into, KL_ST_DNS_STALE_USED, ln, (double)g->dns_stale_used);
-                }
-                for (size_t i = 0; i < n; i++) {
-                    const kl_dest_state_t *s = g->is_name ? g->children[i] : g;
-                    const char *l[] = {cl->conf->name, zr->conf->name, s->uri};
-                    double w = g->is_name ? (s->up && !s->drained ? g->child_weight[i] : 0)
-                                          : weight_in_force(cl, zr, d, now_ms);
-
-                    kl_stats_set(into, KL_ST_DEST_UP, l, s->up && s->routable ? 1 : 0);
-                    kl_stats_set(into, KL_ST_DEST_WEIGHT, l, w);
-                    kl_stats_add(into, KL_ST_DEST_IN_FLIGHT, l, s->in_flight);
-                    kl_stats_set(into, KL_ST_DEST_DRAINED, l, s->drained ? 1 : 0);
-                    kl_stats_set(into, KL_ST_DEST_EJECTED, l,
-                                 kl_breaker_is_ejected(&s->breaker) ? 1 : 0);
-                    kl_stats_add(into, KL_ST_DEST_EJECTIONS, l, (double)s->breaker.ejections);
-                    {
-                        const char *ld[] = {cl->conf->name, zr->conf->name, s->uri, "down"};
-                        const char *lu[] = {cl->conf->name, zr->conf->name, s->uri, "up"};
-
-                        kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, ld, (double)s->went_down);
-                        kl_stats_add(into, KL_ST_DEST_HEALTH_CHANGES, lu, (double)s->went_up);
-                    }
-                    healthy += s->up && s->routable && !kl_breaker_is_ejected(&s->breaker);
-                }
-            }
-            {
-                const char *lz[] = {cl->conf->name, zr->conf->name};
-
-                kl_stats_set(into, KL_ST_ZONE_DEGRADED, lz, healthy * 2 < zr->conf->ndests ? 1 : 0);
-            }
-        }
-    }
-}
-
-/* Destinations (and DNS targets) of <zr> that take traffic, of all. */
-static void zone_health(const zone_rt_t *zr, unsigned *healthy, unsigned *total)
-{
-    *healthy = *total = 0;
-    for (size_t d = 0; d < zr->conf->ndests; d++) {
-        const kl_dest_state_t *g = zr->dests[d];
-        size_t n = g->is_name ? g->nchildren : 1;
-
-        if (g->is_name && n == 0)
-            (*total)++; /* a name that does not resolve counts as unhealthy */
-        for (size_t i = 0; i < n; i++) {
-            const kl_dest_state_t *s = g->is_name ? g->children[i] : g;
-
-            (*total)++;
-            *healthy += s->up && s->routable && !kl_breaker_is_ejected(&s->breaker);
-        }
-    }
-}
-
-/* Counters and gauges of one destination are summed over workers by the
- * caller (kl_router_state_merge); this builds one worker's view. */
-json_t *kl_router_state_json(const kl_router_t *r, uint64_t now_ms)
-{
-    const gen_t *g = r->gen;
-    json_t *clusters = json_array();
-
-    if (clusters == NULL)
-        return NULL;
-    for (size_t c = 0; c < g->nclusters; c++) {
-        const cluster_rt_t *cl = &g->clusters[c];
-        json_t *zones = json_array();
-
-        for (size_t z = 0; z < cl->nzones; z++) {
-            const zone_rt_t *zr = &cl->zones[z];
-            json_t *dests = json_array(), *zj;
-            size_t up = 0;
-
-            for (size_t d = 0; d < zr->conf->ndests; d++) {
-                const kl_dest_state_t *s = zr->dests[d];
-                double ramp = 1.0;
-                json_t *dj;
-                bool dup;
-
-                if (s->slow_start_at != 0)
-                    ramp = kl_slowstart_factor(
-                        now_ms, s->slow_start_at, cl->conf->slow_start.window,
-                        cl->conf->slow_start.aggression, cl->conf->slow_start.min_weight_percent);
-                dup = s->up && s->routable;
-                if (s->is_name) {
-                    dup = false;
-                    for (size_t i = 0; i < s->nchildren; i++)
-                        dup = dup || (s->children[i]->up && s->children[i]->routable);
-                }
-                up += dup;
-                dj = json_pack(
-                    "{s:s, s:b, s:b, s:b, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}", "uri",
-                    s->uri, "up", s->up && s->routable, "drained", s->drained, "slow_start",
-                    s->slow_start_at != 0, "weight", (json_int_t)zr->conf->dests[d].weight,
-                    "weight_in_force", weight_in_force(cl, zr, d, now_ms), "slow_start_progress",
-                    ramp, "in_flight", (json_int_t)s->in_flight, "dialogs", (json_int_t)s->dialogs,
-                    "attempts", (json_int_t)s->attempts, "successes", (json_int_t)s->successes,
-                    "failures", (json_int_t)s->failures, "timeouts", (json_int_t)s->timeouts);
-                if (dj != NULL) {
-                    static const char *const bst[] = {"none", "closed", "ejected", "half_open"};
-                    json_t *health =
-                        json_pack("{s:b, s:I, s:I, s:i, s:I, s:I}", "checked", s->health_started,
-                                  "consecutive_failures", (json_int_t)s->health.consec_fail,
-                                  "consecutive_successes", (json_int_t)s->health.consec_ok,
-                                  "last_code", s->health.last_code, "went_down",
-                                  (json_int_t)s->went_down, "went_up", (json_int_t)s->went_up);
-                    json_t *br =
-                        json_pack("{s:s, s:I, s:I, s:I}", "state", bst[s->breaker.state & 3],
-                                  "ejections", (json_int_t)s->breaker.ejections, "times_ejected",
-                                  (json_int_t)s->breaker.multiplier, "remaining_ms",
-                                  (json_int_t)kl_breaker_remaining_ms(&s->breaker, now_ms));
-                    bool oc = s->oc_percent > 0 && now_ms < s->oc_until_ms;
-                    json_t *ocj = json_pack("{s:I, s:I, s:I}", "reduce_percent",
-                                            (json_int_t)(oc ? s->oc_percent : 0), "remaining_ms",
-                                            (json_int_t)(oc ? s->oc_until_ms - now_ms : 0),
-                                            "received", (json_int_t)s->oc_feedback);
-
-                    json_object_set_new(dj, "health", health != NULL ? health : json_null());
-                    json_object_set_new(dj, "breaker", br != NULL ? br : json_null());
-                    json_object_set_new(dj, "overload", ocj != NULL ? ocj : json_null());
-                    json_array_append_new(dests, dj);
-                }
-            }
-            zj = json_pack("{s:s, s:I, s:b, s:b, s:I, s:o}", "name", zr->conf->name, "weight",
-                           (json_int_t)zr->conf->weight, "drained",
-                           zone_is_drained(r, zr->conf->name), "local", cl->local == (int)z,
-                           "destinations_up", (json_int_t)up, "destinations", dests);
-            if (zj != NULL) {
-                const zone_state_t *zs = zr->zs;
-                const kl_conf_limits_t *lim = &zr->conf->limits;
-                unsigned healthy = 0, total = 0;
-
-                zone_health(zr, &healthy, &total);
-                /* degraded: under half healthy; panic: none healthy (routing
-                 * then ignores health rather than refusing every call) */
-                json_object_set_new(zj, "healthy", json_integer(healthy));
-                json_object_set_new(zj, "degraded", json_boolean(healthy * 2 < total));
-                json_object_set_new(zj, "panic", json_boolean(total > 0 && healthy == 0));
-                json_object_set_new(
-                    zj, "bulkhead",
-                    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "calls",
-                              (json_int_t)(zs != NULL ? zs->calls : 0), "chat",
-                              (json_int_t)(zs != NULL ? zs->txns[KL_CLASS_CHAT] : 0), "other",
-                              (json_int_t)(zs != NULL ? zs->txns[KL_CLASS_OTHER] : 0),
-                              "transactions", (json_int_t)(zs != NULL ? zs->txns_total : 0),
-                              "limits", "calls", (json_int_t)lim->calls, "chat",
-                              (json_int_t)lim->chat, "other", (json_int_t)lim->other,
-                              "transactions", (json_int_t)lim->transactions));
-                json_array_append_new(zones, zj);
-            }
-        }
-        json_array_append_new(clusters,
-                              json_pack("{s:s, s:o, s:I, s:{s:I, s:I, s:I}}", "name",
-                                        cl->conf->name, "zones", zones, "panic_total",
-                                        (json_int_t)cl->cs->panics, "retry_budget", "failovers",
-                                        (json_int_t)cl->cs->budget.retries_total, "exhausted",
-                                        (json_int_t)cl->cs->budget_denied, "in_flight_failovers",
-                                        (json_int_t)cl->cs->budget.active));
-    }
-    return clusters;
-}
-
-/* ---- DNS names (RFC 3263) ---- */
-
-int kl_router_set_targets(kl_router_t *r, const char *zone, const char *uri,
-                          const kl_dns_target_t *t, size_t n, bool stale, uint64_t now_ms)
-{
-    kl_dest_state_t *g = kl_registry_find(&r->reg, zone, uri);
-    kl_dest_state_t **c = NULL;
-    uint16_t *prio = NULL, *weight = NULL;
-    bool had = g != NULL && g->dns_resolved && g->nchildren > 0;
-    cluster_rt_t *cl;
-
-    if (g == NULL || !g->is_name)
-        return KL_ENOENT;
-    if (n > 0) {
-        c = calloc(n, sizeof(*c));
-        prio = calloc(n, sizeof(*prio));
-        weight = calloc(n, sizeof(*weight));
-        if (c == NULL || prio == NULL || weight == NULL)
-            goto nomem;
-    }
-    cl = cluster_with(r, g, NULL);
-    for (size_t i = 0; i < n; i++) {
-        bool known = false;
-
-        for (size_t j = 0; j < g->nchildren && !known; j++)
-            known = strcmp(g->children[j]->uri, t[i].uri) == 0;
-        if (kl_registry_get_uri(&r->reg, zone, t[i].uri, &c[i]) != KL_OK) {
-            while (i-- > 0)
-                kl_registry_unref(&r->reg, c[i]);
-            goto nomem;
-        }
-        c[i]->zone_state = g->zone_state;
-        c[i]->in_config = true;
-        c[i]->drained = g->drained; /* targets follow their name's drain */
-        prio[i] = t[i].priority;
-        weight[i] = t[i].weight;
-        /* a target that appears in a later answer ramps up like an added
-         * destination; the first answer's start at full weight */
-        if (!known && had && cl != NULL && cl->conf->slow_start.window > 0 && c[i]->refs == 1)
-            c[i]->slow_start_at = now_ms != 0 ? now_ms : 1;
-    }
-    kl_registry_set_children(&r->reg, g, c, prio, weight, n);
-    g->dns_resolved = true;
-    g->dns_stale = stale;
-    return KL_OK;
-nomem:
-    free(c);
-    free(prio);
-    free(weight);
-    return KL_ENOMEM;
-}
