@@ -5,6 +5,7 @@
 
 #include <ares.h>
 #include <arpa/nameser.h>
+#include <netdb.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,29 @@ int kl_dns_answer_ttls(const unsigned char *abuf, int alen, uint32_t *ttl, uint3
     return KL_OK;
 }
 
+/* A or AAAA records: the addresses of the hostent c-ares builds (4 or 16
+ * bytes each, h_length says which). */
+static int parse_addrs(const unsigned char *abuf, int alen, bool v6, kl_dns_answer_t *out)
+{
+    struct hostent *he = NULL;
+    int rc = v6 ? ares_parse_aaaa_reply(abuf, alen, &he, NULL, NULL)
+                : ares_parse_a_reply(abuf, alen, &he, NULL, NULL);
+
+    if (rc == ARES_ENODATA)
+        rc = ARES_SUCCESS;
+    else if (rc == ARES_SUCCESS && he != NULL && he->h_length == (v6 ? 16 : 4))
+        for (char **a = he->h_addr_list; a != NULL && *a != NULL && out->n < KL_DNS_MAX_RECORDS;
+             a++) {
+            kl_dns_rr_t *r = &out->rr[out->n++];
+
+            r->family = v6 ? 6 : 4;
+            memcpy(r->addr, *a, (size_t)he->h_length);
+        }
+    if (he != NULL)
+        ares_free_hostent(he);
+    return rc == ARES_SUCCESS ? KL_OK : KL_EPROTO;
+}
+
 int kl_dns_answer_parse(kl_dns_type_t type, const unsigned char *abuf, int alen,
                         kl_dns_answer_t *out)
 {
@@ -102,46 +126,9 @@ int kl_dns_answer_parse(kl_dns_type_t type, const unsigned char *abuf, int alen,
     if (rd16(abuf + 6) == 0)
         return KL_OK; /* no records (NODATA) */
     switch (type) {
-    case KL_DNS_T_A: {
-        struct ares_addrttl ttls[KL_DNS_MAX_RECORDS];
-        int n = KL_DNS_MAX_RECORDS;
-        struct hostent *he = NULL;
-
-        rc = ares_parse_a_reply(abuf, alen, &he, ttls, &n);
-        if (he != NULL)
-            ares_free_hostent(he);
-        if (rc == ARES_ENODATA)
-            return KL_OK;
-        if (rc != ARES_SUCCESS)
-            return KL_EPROTO;
-        for (int i = 0; i < n && out->n < KL_DNS_MAX_RECORDS; i++) {
-            kl_dns_rr_t *r = &out->rr[out->n++];
-
-            r->family = 4;
-            memcpy(r->addr, &ttls[i].ipaddr, 4);
-        }
-        return KL_OK;
-    }
-    case KL_DNS_T_AAAA: {
-        struct ares_addr6ttl ttls[KL_DNS_MAX_RECORDS];
-        int n = KL_DNS_MAX_RECORDS;
-        struct hostent *he = NULL;
-
-        rc = ares_parse_aaaa_reply(abuf, alen, &he, ttls, &n);
-        if (he != NULL)
-            ares_free_hostent(he);
-        if (rc == ARES_ENODATA)
-            return KL_OK;
-        if (rc != ARES_SUCCESS)
-            return KL_EPROTO;
-        for (int i = 0; i < n && out->n < KL_DNS_MAX_RECORDS; i++) {
-            kl_dns_rr_t *r = &out->rr[out->n++];
-
-            r->family = 6;
-            memcpy(r->addr, &ttls[i].ip6addr, 16);
-        }
-        return KL_OK;
-    }
+    case KL_DNS_T_A:
+    case KL_DNS_T_AAAA:
+        return parse_addrs(abuf, alen, type == KL_DNS_T_AAAA, out);
     case KL_DNS_T_SRV: {
         struct ares_srv_reply *srv = NULL;
 
