@@ -14,7 +14,7 @@ run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m 100 -r 50 -d 200 -timeout 
     || fail "sipp uac: not every call succeeded (rc=$?): $(tail -5 "$TMP/uac.log")"
 sleep 1.5
 ok=$(stat uac "SuccessfulCall(C)")
-a=$(stat uasa "IncomingCall(C)"); b=$(stat uasb "IncomingCall(C)")
+a=$(uas_count uasa INVITE_Recv); b=$(uas_count uasb INVITE_Recv)
 echo "uac successful=$ok zone-a=$a zone-b=$b"
 [ "$ok" -eq 100 ] || fail "$ok of 100 calls succeeded"
 [ $((a + b)) -eq 100 ] || fail "the servers got $((a + b)) calls"

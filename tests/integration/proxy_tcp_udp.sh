@@ -13,7 +13,7 @@ start_keel "$TMP/keel.yaml"
 run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m 30 -r 15 -d 100 -timeout 60s \
     || fail "sipp uac: not every call succeeded: $(tail -5 "$TMP/uac.log")"
 sleep 1.5
-a=$(stat uasa "IncomingCall(C)"); b=$(stat uasb "IncomingCall(C)")
+a=$(uas_count uasa INVITE_Recv); b=$(uas_count uasb INVITE_Recv)
 [ $((a + b)) -eq 30 ] || fail "TCP servers completed $((a + b)) of 30"
 pass "30 calls UDP in, TCP out, BYE routed back"
 
@@ -26,6 +26,6 @@ start_keel "$TMP/keel2.yaml" keel2
 run_uac uac2 "127.0.0.1:$port2" uac_call.xml -t t1 -s 1000 -m 30 -r 15 -d 100 -timeout 60s \
     || fail "sipp uac over TCP: not every call succeeded: $(tail -5 "$TMP/uac2.log")"
 sleep 1.5
-c=$(stat uasc "IncomingCall(C)"); d=$(stat uasd "IncomingCall(C)")
+c=$(uas_count uasc INVITE_Recv); d=$(uas_count uasd INVITE_Recv)
 [ $((c + d)) -eq 30 ] || fail "UDP servers completed $((c + d)) of 30"
 pass "30 calls TCP in, UDP out"
