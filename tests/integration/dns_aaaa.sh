@@ -23,7 +23,7 @@ out=$(python3 "$LIB_DIR/dnsconf.py" query "$dns" b6.zone-6.test AAAA)
 case "$out" in *answers=1*) ;; *) fail "dnsmasq has no AAAA for b6: $out" ;; esac
 start_uas uas4 "$u4" uas_call.xml
 # the IPv6 server: start_uas binds 127.0.0.1, so the same by hand on ::1
-(cd "$TMP" && exec sipp -sf "$SCEN/uas_call.xml" -i ::1 -p "$u6" -t u1 -aa -nostdin -timeout 120s \
+(cd "$TMP" && exec sipp -sf "$SCEN/uas_call.xml" -i ::1 -p "$u6" -mp "$(media_port ::1)" -t u1 -aa -nostdin -timeout 120s \
     -trace_stat -stf "$TMP/uas6.csv" -fd 1 -trace_counts >"$TMP/uas6.log" 2>&1) &
 uas6_PID=$!
 PIDS+=("$uas6_PID")

@@ -37,7 +37,7 @@ start_dnsmasq dns2 "$d2" "${RECORDS[@]}"
 # the servers as start_uas starts them, but with a global timeout past the
 # run (start_uas's SIPp quits after 120 s)
 uas() { # uas NAME PORT
-    (cd "$TMP" && exec sipp -sf "$SCEN/uas_call.xml" -i 127.0.0.1 -p "$2" -t u1 -aa -nostdin \
+    (cd "$TMP" && exec sipp -sf "$SCEN/uas_call.xml" -i 127.0.0.1 -p "$2" -mp "$(media_port)" -t u1 -aa -nostdin \
         -timeout $((SECS + 120))s -trace_stat -stf "$TMP/$1.csv" -fd 1 -trace_err \
         -error_file "$TMP/$1.err" -trace_counts >"$TMP/$1.log" 2>&1) &
     eval "${1}_PID=$!"
@@ -64,7 +64,7 @@ pass "zone-b.test resolved to 2 targets"
 # 50 calls/s for SECS s
 # (as run_uac, whose `timeout 300` would cut a long run short)
 (cd "$TMP" && exec timeout $((SECS + 120)) sipp "127.0.0.1:$port" -sf "$SCEN/uac_call.xml" \
-    -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_stat -stf "$TMP/uac.csv" -fd 1 -trace_err \
+    -i 127.0.0.1 -p "$(free_port)" -mp "$(media_port)" -nostdin -trace_stat -stf "$TMP/uac.csv" -fd 1 -trace_err \
     -error_file "$TMP/uac.err" -s 1000 -m "$CALLS" -r 50 -d 100 -timeout $((SECS + 60))s \
     >"$TMP/uac.log" 2>&1) &
 UAC=$!

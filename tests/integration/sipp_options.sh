@@ -12,7 +12,7 @@ for t in u1 t1; do
     lport=$(free_port)
     rc=0
     timeout 60 sipp -sf "$KEEL_SRC/tests/integration/scenarios/options_uac.xml" \
-        -i 127.0.0.1 -p "$lport" -t "$t" -m 200 -r 100 -l 20 -timeout 30s \
+        -i 127.0.0.1 -p "$lport" -mp "$(media_port)" -t "$t" -m 200 -r 100 -l 20 -timeout 30s \
         -nostdin -trace_stat -stf "$TMP/sipp-$t.csv" \
         127.0.0.1:"$port" >"$TMP/sipp-$t.log" 2>&1 || rc=$?
     [ $rc -eq 0 ] || fail "sipp ($t) exit $rc: not every OPTIONS got 200"

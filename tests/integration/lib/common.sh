@@ -46,6 +46,13 @@ free_port() {
     python3 "$LIB_DIR/freeport.py" "${1:-127.0.0.1}"
 }
 
+# media_port [ADDR]: a port for SIPp's -mp: P..P+3 free (SIPp binds audio
+# and video RTP at P and P+2 and exits if either is taken), below the
+# ephemeral range so no socket bound to port 0 can take it meanwhile.
+media_port() {
+    python3 "$LIB_DIR/freeport.py" --media "${1:-127.0.0.1}"
+}
+
 # keel_conf FILE UDP_TCP_PORT [extra yaml appended]: a minimal config on
 # loopback with both transports on one port, routing to 127.0.0.1:DEST_PORT.
 keel_conf() {
@@ -108,7 +115,7 @@ start_uas() {
     command -v sipp >/dev/null || fail "sipp is not installed (scripts/setup installs sip-tester)"
     # -mp: a media port found free, not SIPp's fixed 6000 (parallel tests,
     # the bench harness)
-    (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -mp "$(free_port)" -t "$t" -aa -nostdin -timeout "${UAS_TIMEOUT:-120s}" \
+    (cd "$TMP" && exec sipp -sf "$SCEN/$sf" -i 127.0.0.1 -p "$port" -mp "$(media_port)" -t "$t" -aa -nostdin -timeout "${UAS_TIMEOUT:-120s}" \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
         -trace_counts >"$TMP/$name.log" 2>&1) &
     local pid=$!
@@ -127,7 +134,7 @@ run_uac() {
     local lport rc=0
     lport=$(free_port)
     # in $TMP: SIPp writes its trace files (-trace_rtt ...) to the current folder
-    (cd "$TMP" && timeout 300 sipp "$target" -sf "$SCEN/$sf" -i 127.0.0.1 -p "$lport" -mp "$(free_port)" -nostdin \
+    (cd "$TMP" && timeout 300 sipp "$target" -sf "$SCEN/$sf" -i 127.0.0.1 -p "$lport" -mp "$(media_port)" -nostdin \
         -trace_stat -stf "$TMP/$name.csv" -fd 1 -trace_err -error_file "$TMP/$name.err" \
         "$@" >"$TMP/$name.log" 2>&1) || rc=$?
     return $rc
