@@ -519,16 +519,22 @@ static int run(const char *path)
         if (sigs[i] == NULL || event_add(sigs[i], NULL) != 0)
             goto out;
     }
+    /* every worker exists (and knows its peers, for responses that land on
+     * the wrong one) before any starts */
     for (unsigned i = 0; i < conf->workers && i < KL_MAX_WORKERS; i++) {
         kl_worker_t *w = kl_worker_new(i, conf, &worker_hooks);
 
         if (w == NULL)
             goto out;
-        if (kl_worker_spawn(w) != KL_OK) {
-            kl_worker_free(w);
-            goto out;
-        }
         d.workers[d.nworkers++] = w;
+    }
+    for (unsigned i = 0; i < d.nworkers; i++) {
+        d.workers[i]->peers = d.workers;
+        d.workers[i]->npeers = d.nworkers;
+    }
+    for (unsigned i = 0; i < d.nworkers; i++) {
+        if (kl_worker_spawn(d.workers[i]) != KL_OK)
+            goto out;
     }
     daemon_admin(&d);
     if (d.conf->admin.address != NULL && d.conf->admin.address[0] != '\0' && d.admin == NULL)
@@ -542,10 +548,12 @@ out:
     d.admin = NULL;
     for (unsigned i = 0; i < d.nworkers; i++)
         kl_worker_stop(d.workers[i]);
-    for (unsigned i = 0; i < d.nworkers; i++) {
+    /* all joined before any is freed: a running worker may still post to
+     * another */
+    for (unsigned i = 0; i < d.nworkers; i++)
         kl_worker_join(d.workers[i]);
+    for (unsigned i = 0; i < d.nworkers; i++)
         kl_worker_free(d.workers[i]);
-    }
     for (int i = 0; i < 3; i++) {
         if (sigs[i] != NULL)
             event_free(sigs[i]);

@@ -52,6 +52,7 @@ static void worker_wake_cb(evutil_socket_t fd, short what, void *arg)
     bool stopping;
     void (*fn)(kl_worker_t *, void *);
     void *carg;
+    kl_post_t *posts;
 
     (void)fd;
     (void)what;
@@ -60,7 +61,19 @@ static void worker_wake_cb(evutil_socket_t fd, short what, void *arg)
     stopping = w->stopping;
     fn = w->call_fn;
     carg = w->call_arg;
+    posts = w->posts;
+    w->posts = NULL;
+    w->posts_tail = &w->posts;
+    w->nposts = 0;
     pthread_mutex_unlock(&w->lock);
+    while (posts != NULL) {
+        kl_post_t *next = posts->next;
+
+        if (!stopping)
+            posts->run(w, posts);
+        free(posts);
+        posts = next;
+    }
     if (fn != NULL) {
         fn(w, carg);
         pthread_mutex_lock(&w->lock);
@@ -86,6 +99,7 @@ kl_worker_t *kl_worker_new(unsigned id, const kl_conf_t *conf, const kl_worker_h
         return NULL;
     w->id = id;
     w->hooks = hooks;
+    w->posts_tail = &w->posts;
     w->log.worker = (int)id;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->started_cv, NULL);
@@ -228,6 +242,24 @@ int kl_worker_call(kl_worker_t *w, void (*fn)(kl_worker_t *w, void *arg), void *
     return KL_OK;
 }
 
+int kl_worker_post(kl_worker_t *w, kl_post_t *post)
+{
+    post->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->stopping || w->nposts >= KL_WORKER_POSTS_MAX) {
+        w->posts_dropped++;
+        pthread_mutex_unlock(&w->lock);
+        free(post);
+        return KL_ERR;
+    }
+    *w->posts_tail = post;
+    w->posts_tail = &post->next;
+    w->nposts++;
+    pthread_mutex_unlock(&w->lock);
+    event_active(w->wake, EV_READ, 0);
+    return KL_OK;
+}
+
 void kl_worker_stop(kl_worker_t *w)
 {
     pthread_mutex_lock(&w->lock);
@@ -248,6 +280,12 @@ void kl_worker_free(kl_worker_t *w)
 {
     if (w == NULL)
         return;
+    while (w->posts != NULL) {
+        kl_post_t *next = w->posts->next;
+
+        free(w->posts);
+        w->posts = next;
+    }
     if (w->wake != NULL)
         event_free(w->wake);
     if (w->base != NULL)

@@ -20,6 +20,15 @@ struct event;
 struct kl_worker;
 struct kl_stats;
 
+/* A message posted to a worker from another thread (kl_worker_post): the
+ * poster allocates one block (with malloc) that starts with this header;
+ * the worker runs <run> on its own thread, in posting order, then frees the
+ * block. Blocks still queued when the worker stops are freed unrun. */
+typedef struct kl_post {
+    struct kl_post *next;
+    void (*run)(struct kl_worker *w, struct kl_post *post);
+} kl_post_t;
+
 /* What the layers above core hang on a worker. Set by the daemon before the
  * worker starts; called on the worker's thread. */
 typedef struct kl_worker_hooks {
@@ -58,13 +67,22 @@ typedef struct kl_worker {
     bool call_done;
     bool running; /* the loop runs */
     pthread_cond_t call_cv;
+    kl_post_t *posts, **posts_tail; /* kl_worker_post() queue, FIFO */
+    unsigned nposts;
+    uint64_t posts_dropped; /* past KL_WORKER_POSTS_MAX */
     struct event *wake;
     pthread_t thread;
     bool threaded;
     int start_rc; /* result of hooks->start, valid once started is true */
     bool started;
     pthread_cond_t started_cv;
+    /* every worker of the process, this one included, indexed by id; set by
+     * the daemon before any worker starts and never changed after */
+    struct kl_worker *const *peers;
+    unsigned npeers;
 } kl_worker_t;
+
+#define KL_WORKER_POSTS_MAX 65536
 
 /* Returns a new worker with its event base, holding a ref on <conf>. */
 kl_worker_t *kl_worker_new(unsigned id, const kl_conf_t *conf, const kl_worker_hooks_t *hooks);
@@ -84,6 +102,12 @@ void kl_worker_adopt(kl_worker_t *w, const kl_conf_t *conf);
  * from the worker's own thread. Returns KL_OK, or KL_ERR when the worker is
  * not running (then <fn> was not called). */
 int kl_worker_call(kl_worker_t *w, void (*fn)(kl_worker_t *w, void *arg), void *arg);
+
+/* Queues <post> for the worker's thread (see kl_post_t) and wakes it; never
+ * waits. Any thread, the worker's own included. Returns KL_OK, or KL_ERR
+ * when the worker is stopping or its queue holds KL_WORKER_POSTS_MAX posts
+ * (then <post> is freed, counted in posts_dropped). */
+int kl_worker_post(kl_worker_t *w, kl_post_t *post);
 
 /* Asks the loop to end; kl_worker_join() waits for it. Any thread. */
 void kl_worker_stop(kl_worker_t *w);

@@ -682,8 +682,67 @@ static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m
     kl__txn_new_request(p, src, m);
 }
 
-static void proxy_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
+/* A response that names another worker in its branch (DESIGN.md "Threads
+ * and state"): with SO_REUSEPORT the kernel hands a UDP datagram to the
+ * socket its addresses hash to, not to the worker that sent the request, so
+ * the owner gets a copy through its inbox and handles it as received. */
+typedef struct handoff {
+    kl_post_t post;
+    kl_tp_kind_t kind;
+    kl_addr_t peer;
+    kl_addr_t local;
+    size_t len;
+    char buf[];
+} handoff_t;
+
+static void handoff_run(kl_worker_t *w, kl_post_t *post)
 {
+    handoff_t *h = (handoff_t *)post;
+    kl_tp_src_t src = {.kind = h->kind, .peer = h->peer, .local = h->local};
+
+    if (w->proxy != NULL)
+        kl_proxy_on_msg(w->proxy, &src, h->buf, h->len, KL_OK);
+}
+
+/* True when <m> belongs to another worker and was handed to it (or lost
+ * trying: the owner is stopping or its inbox is full). */
+static bool response_handoff(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip_msg_t *m,
+                             const char *buf, size_t len)
+{
+    osip_via_t *via = NULL;
+    osip_generic_param_t *br = NULL;
+    handoff_t *h;
+    int owner;
+
+    if (p->w->npeers < 2 || osip_message_get_via(m->osip, 0, &via) < 0 || via == NULL)
+        return false;
+    osip_via_param_get_byname(via, "branch", &br);
+    if (br == NULL || br->gvalue == NULL)
+        return false;
+    owner = kl_branch_worker(br->gvalue, strlen(br->gvalue));
+    if (owner < 0 || (unsigned)owner == p->w->id || (unsigned)owner >= p->w->npeers)
+        return false;
+    h = malloc(sizeof(*h) + len);
+    if (h == NULL)
+        return true;
+    h->post.run = handoff_run;
+    h->kind = src->kind;
+    h->peer = src->peer;
+    h->local = src->local;
+    h->len = len;
+    memcpy(h->buf, buf, len);
+    if (kl_worker_post(p->w->peers[owner], &h->post) == KL_OK)
+        p->stats.handed_off++;
+    else
+        proxy_drop(p, KL_DROP_UNMATCHED_RESPONSE);
+    return true;
+}
+
+static void proxy_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m,
+                           const char *buf, size_t len)
+{
+    if (response_handoff(p, src, m, buf, len))
+        return;
     p->stats.rx_responses++;
     if (kl_sip_msg_check_response(m) != KL_OK) {
         proxy_drop(p, KL_DROP_BAD_RESPONSE);
@@ -727,7 +786,7 @@ void kl_proxy_on_msg(void *arg, const kl_tp_src_t *src, char *buf, size_t len, i
     if (m.is_request)
         proxy_request(p, src, &m);
     else
-        proxy_response(p, src, &m);
+        proxy_response(p, src, &m, buf, len);
 out:
     kl_sip_msg_free(&m);
 }

@@ -39,6 +39,7 @@ typedef struct kl_proxy_stats {
     uint64_t bad_requests; /* answered 4xx/5xx by the sanity checks */
     uint64_t relay_denied; /* 403: not our domain and no route for it */
     uint64_t bad_cookies;  /* 403: forged or tampered Route cookie */
+    uint64_t handed_off;   /* responses passed to the worker that owns them */
 } kl_proxy_stats_t;
 
 /* Returns a new proxy for worker <w> (which must already have w->tp set

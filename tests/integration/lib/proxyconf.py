@@ -7,7 +7,7 @@ listener on 127.0.0.1:PORT), token=SECRET (admin bearer token),
 secret=COOKIE_SECRET, extra_b=URI (a second destination in zone-b),
 extra_a=URI (a second destination in zone-a), chat_a=URI and chat_b=URI (the
 chat cluster's destinations instead of zone-a's and zone-b's), grace=DURATION
-(cookie_secret_grace)."""
+(cookie_secret_grace), workers=N."""
 import sys
 
 out, port, a, b = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -19,6 +19,7 @@ def uri(d):
 
 
 yaml = """node: {{ id: test, zone: zone-a }}
+workers: {workers}
 log: {{ level: {log} }}
 cookie_secret: "{secret}"
 domains: [cc.example.com]
@@ -52,6 +53,7 @@ clusters:
 """.format(port=port, a=uri(a), b=uri(b),
            chat_a=uri(opt.get("chat_a", a)), chat_b=uri(opt.get("chat_b", b)),
            log=opt.get("log", "info"),
+           workers=opt.get("workers", "1"),
            prefer_local=opt.get("prefer_local", "false"),
            max_attempts=opt.get("max_attempts", "3"),
            attempt_timeout=opt.get("attempt_timeout", "2s"),
