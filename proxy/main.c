@@ -109,6 +109,64 @@ static size_t worker_faults(kl_worker_t *w, kl_fault_t *out, size_t cap)
     return kl_router_faults(w->router, kl_now_ms(), out, cap);
 }
 
+/* ---- one health state across workers (DESIGN.md "Threads and state") ----
+ * Worker 0 probes and decides up and down; it tells the others each change,
+ * and they tell it the transport errors they see on real requests. */
+
+typedef struct health_news {
+    kl_post_t post;
+    bool up;
+    bool evidence; /* to the prober: a transport error seen elsewhere */
+    char zone[64];
+    char uri[256];
+} health_news_t;
+
+static void health_news_run(kl_worker_t *w, kl_post_t *post)
+{
+    health_news_t *n = (health_news_t *)post;
+    void *dead;
+
+    if (w->router == NULL || w->proxy == NULL)
+        return;
+    if (n->evidence)
+        dead = kl_router_health_evidence(w->router, n->zone, n->uri, kl_now_ms());
+    else
+        dead = kl_router_health_apply(w->router, n->zone, n->uri, n->up, kl_now_ms());
+    if (dead != NULL)
+        kl_proxy_dest_dead(w->proxy, dead);
+}
+
+static void health_news_post(kl_worker_t *to, const char *zone, const char *uri, bool up,
+                             bool evidence)
+{
+    health_news_t *n = calloc(1, sizeof(*n));
+
+    if (n == NULL)
+        return;
+    n->post.run = health_news_run;
+    n->up = up;
+    n->evidence = evidence;
+    snprintf(n->zone, sizeof(n->zone), "%s", zone);
+    snprintf(n->uri, sizeof(n->uri), "%s", uri);
+    kl_worker_post(to, &n->post);
+}
+
+/* The router's hook (kl_router_set_health_hook), on worker <arg>'s thread. */
+static void worker_health_change(void *arg, const char *zone, const char *uri, bool up,
+                                 const char *by)
+{
+    kl_worker_t *w = arg;
+
+    if (strcmp(by, "peer") == 0)
+        return; /* the prober's own news coming back */
+    if (w->id == 0) {
+        for (unsigned i = 1; i < w->npeers; i++)
+            health_news_post(w->peers[i], zone, uri, up, false);
+    } else if (!up && strcmp(by, "transport") == 0) {
+        health_news_post(w->peers[0], zone, uri, false, true);
+    }
+}
+
 static int worker_start(kl_worker_t *w)
 {
     w->collect = worker_collect;
@@ -116,6 +174,10 @@ static int worker_start(kl_worker_t *w)
     if (w->router == NULL)
         return KL_ENOMEM;
     kl_router_set_log(w->router, &w->log);
+    if (w->npeers > 1) {
+        kl_router_set_prober(w->router, w->id == 0);
+        kl_router_set_health_hook(w->router, worker_health_change, w);
+    }
     w->proxy = kl_proxy_new(w, &kl_router_ops, w->router);
     if (w->proxy == NULL)
         return KL_ENOMEM;

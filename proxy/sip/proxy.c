@@ -172,6 +172,12 @@ bool kl_proxy_uses_listener(const kl_proxy_t *p, const void *listener)
     return false;
 }
 
+void kl_proxy_dest_dead(kl_proxy_t *p, void *dest)
+{
+    kl__txn_dest_dead(p, dest);
+    kl__txn_dead_flush(p);
+}
+
 void kl_proxy_collect(const kl_proxy_t *p, kl_stats_t *into)
 {
     for (int i = 0; i < KL_DROP_COUNT; i++) {
@@ -738,8 +744,8 @@ static bool response_handoff(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip
     return true;
 }
 
-static void proxy_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m,
-                           const char *buf, size_t len)
+static void proxy_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, const char *buf,
+                           size_t len)
 {
     if (response_handoff(p, src, m, buf, len))
         return;

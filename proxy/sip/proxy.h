@@ -57,6 +57,11 @@ void kl_proxy_reload(kl_proxy_t *p, const kl_conf_t *old_conf, const kl_conf_t *
 
 const kl_proxy_stats_t *kl_proxy_stats(const kl_proxy_t *p);
 
+/* <dest> (a router destination) was declared dead outside this proxy's own
+ * evidence (another worker's prober): its ringing and waiting calls move
+ * on, as when this worker finds it dead. */
+void kl_proxy_dest_dead(kl_proxy_t *p, void *dest);
+
 /* Does a transaction still in progress (or lingering for retransmissions)
  * use <listener>? O(transactions): for reloads, not the data path. */
 bool kl_proxy_uses_listener(const kl_proxy_t *p, const void *listener);

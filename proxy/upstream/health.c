@@ -137,6 +137,19 @@ kl_health_change_t kl_health_force_down(kl_health_t *h, uint64_t now_ms)
     return KL_HEALTH_WENT_DOWN;
 }
 
+kl_health_change_t kl_health_force_up(kl_health_t *h, const kl_conf_health_t *conf, uint64_t now_ms)
+{
+    bool was_up = h->up;
+
+    h->health = health_top(conf);
+    h->consec_fail = 0;
+    if (was_up)
+        return KL_HEALTH_NONE;
+    h->up = true;
+    h->changed_ms = now_ms;
+    return KL_HEALTH_WENT_UP;
+}
+
 uint64_t kl_health_next_ms(const kl_health_t *h)
 {
     return h->in_flight ? h->deadline_ms : h->next_ms;

@@ -90,6 +90,12 @@ kl_health_change_t kl_health_check_timeout(kl_health_t *h, const kl_conf_health_
  * KL_HEALTH_NONE. */
 kl_health_change_t kl_health_force_down(kl_health_t *h, uint64_t now_ms);
 
+/* Up at full health now, whatever the counter said: another worker's
+ * prober decided (DESIGN.md "Threads and state"). Returns
+ * KL_HEALTH_WENT_UP when it was down, else KL_HEALTH_NONE. */
+kl_health_change_t kl_health_force_up(kl_health_t *h, const kl_conf_health_t *conf,
+                                      uint64_t now_ms);
+
 /* When the prober next has to look at <h>: the deadline of the probe in
  * flight, else the time the next probe is due. */
 uint64_t kl_health_next_ms(const kl_health_t *h);

@@ -884,22 +884,34 @@ static void dest_recovered(kl_router_t *r, kl_dest_state_t *s, const kl_conf_clu
 static bool dest_health_change(kl_router_t *r, kl_dest_state_t *s, const kl_conf_cluster_t *cc,
                                kl_health_change_t ch, uint64_t now_ms, const char *why)
 {
+    /* a change taken from the prober was logged and counted there */
+    bool own = strcmp(why, "peer") != 0;
+
     if (ch == KL_HEALTH_WENT_DOWN) {
         s->up = false;
-        s->went_down++;
-        if (r->log != NULL)
+        if (own)
+            s->went_down++;
+        if (r->log != NULL && own)
             kl_log(KL_LOG_WARN, r->log,
                    "event=destination_down zone=%s dest=%s by=%s consecutive_failures=%u "
                    "last_code=%d",
                    s->zone, s->uri, why, s->health.consec_fail, s->health.last_code);
+        if (r->health_fn != NULL)
+            r->health_fn(r->health_arg, s->zone, s->uri, false, why);
         return true;
     }
     if (ch == KL_HEALTH_WENT_UP) {
         s->up = true;
-        s->went_up++;
-        if (r->log != NULL)
+        if (own)
+            s->went_up++;
+        if (r->log != NULL && own)
             kl_log(KL_LOG_NOTICE, r->log, "event=destination_up zone=%s dest=%s", s->zone, s->uri);
-        dest_recovered(r, s, cc, now_ms, "health");
+        if (own)
+            dest_recovered(r, s, cc, now_ms, "health");
+        else if (cc != NULL && cc->slow_start.window > 0)
+            s->slow_start_at = now_ms != 0 ? now_ms : 1;
+        if (r->health_fn != NULL)
+            r->health_fn(r->health_arg, s->zone, s->uri, true, why);
     }
     return false;
 }
@@ -983,10 +995,15 @@ static bool router_report(void *router, const kl_target_t *t, kl_outcome_t o, in
     }
     /* a refused or reset connection is direct evidence: down now, back
      * after `rise` probes (only where probes run, or it would never return) */
-    if (o == KL_OUTCOME_TRANSPORT && cc->health.enabled && s->health_started)
-        dead = dest_health_change(r, s, cc, kl_health_force_down(&s->health, now_ms), now_ms,
-                                  "transport") ||
-               dead;
+    if (o == KL_OUTCOME_TRANSPORT && cc->health.enabled && s->health_started) {
+        if (!r->not_prober)
+            dead = dest_health_change(r, s, cc, kl_health_force_down(&s->health, now_ms), now_ms,
+                                      "transport") ||
+                   dead;
+        else if (s->up && r->health_fn != NULL)
+            /* the prober decides, and its decision comes back at once */
+            r->health_fn(r->health_arg, s->zone, s->uri, false, "transport");
+    }
     return dead;
 }
 
@@ -1010,7 +1027,7 @@ static void tick_dest(kl_router_t *r, const kl_conf_cluster_t *cc, zone_rt_t *zr
         dead =
             dest_health_change(r, s, cc, kl_health_check_timeout(&s->health, &cc->health, now_ms),
                                now_ms, "probe_timeout");
-        if (kl_health_due(&s->health, now_ms) && out->nprobes < KL_TICK_MAX) {
+        if (!r->not_prober && kl_health_due(&s->health, now_ms) && out->nprobes < KL_TICK_MAX) {
             kl_probe_req_t *pr = &out->probes[out->nprobes++];
 
             snprintf(pr->zone, sizeof(pr->zone), "%s", s->zone);
@@ -1101,6 +1118,54 @@ static void router_overload(void *router, const kl_target_t *t, unsigned percent
 void kl_router_set_log(kl_router_t *r, const kl_log_ctx_t *log)
 {
     r->log = log;
+}
+
+void kl_router_set_health_hook(kl_router_t *r, kl_router_health_fn fn, void *arg)
+{
+    r->health_fn = fn;
+    r->health_arg = arg;
+}
+
+void kl_router_set_prober(kl_router_t *r, bool prober)
+{
+    r->not_prober = !prober;
+}
+
+void *kl_router_health_apply(kl_router_t *r, const char *zone, const char *uri, bool up,
+                             uint64_t now_ms)
+{
+    kl_dest_state_t *s = kl_registry_find(&r->reg, zone, uri);
+    cluster_rt_t *cl;
+
+    if (s == NULL || (cl = kl__router_cluster_with(r, s, NULL)) == NULL ||
+        !cl->conf->health.enabled)
+        return NULL;
+    if (!s->health_started) {
+        kl_health_init(&s->health, &cl->conf->health, now_ms, router_rand(r));
+        s->health_started = true;
+    }
+    if (!up)
+        return dest_health_change(r, s, cl->conf, kl_health_force_down(&s->health, now_ms), now_ms,
+                                  "peer")
+                   ? s
+                   : NULL;
+    dest_health_change(r, s, cl->conf, kl_health_force_up(&s->health, &cl->conf->health, now_ms),
+                       now_ms, "peer");
+    return NULL;
+}
+
+void *kl_router_health_evidence(kl_router_t *r, const char *zone, const char *uri, uint64_t now_ms)
+{
+    kl_dest_state_t *s = kl_registry_find(&r->reg, zone, uri);
+    cluster_rt_t *cl;
+
+    if (s == NULL || !s->health_started || (cl = kl__router_cluster_with(r, s, NULL)) == NULL ||
+        !cl->conf->health.enabled)
+        return NULL;
+    return dest_health_change(r, s, cl->conf, kl_health_force_down(&s->health, now_ms), now_ms,
+                              "transport")
+               ? s
+               : NULL;
 }
 
 static void router_dialog(void *router, const kl_target_t *t, int delta)

@@ -111,6 +111,34 @@ struct kl_log_ctx;
  * worker's; borrowed). */
 void kl_router_set_log(kl_router_t *r, const struct kl_log_ctx *log);
 
+/* ---- several workers: one health state (DESIGN.md "Threads and state") ----
+ * Each worker keeps its own copy of destination state, but only one worker,
+ * the prober, sends health probes and decides up and down; the others take
+ * its decisions and pass it the evidence they see themselves (a refused or
+ * reset connection on a real request). The daemon carries the messages
+ * between workers; the router only says what changed.
+ *
+ * <fn>(<arg>, zone, uri, up, by) is called on every up/down change of a
+ * destination, <by> naming the evidence ("probe", "probe_timeout",
+ * "transport", "checks_off", or "peer" for a change taken from the prober). */
+typedef void (*kl_router_health_fn)(void *arg, const char *zone, const char *uri, bool up,
+                                    const char *by);
+void kl_router_set_health_hook(kl_router_t *r, kl_router_health_fn fn, void *arg);
+
+/* false: this router sends no probes and waits for the prober's decisions
+ * (kl_router_health_apply). Default true (one worker). */
+void kl_router_set_prober(kl_router_t *r, bool prober);
+
+/* The prober's decision about <zone>/<uri>. Returns the destination (for the
+ * proxy to move its calls, kl_proxy_dest_dead) when it went down here, else
+ * NULL; unknown destinations are ignored. */
+void *kl_router_health_apply(kl_router_t *r, const char *zone, const char *uri, bool up,
+                             uint64_t now_ms);
+
+/* Another worker's transport error on a real request to <zone>/<uri>, for
+ * the prober: marks it down as its own would. Same return. */
+void *kl_router_health_evidence(kl_router_t *r, const char *zone, const char *uri, uint64_t now_ms);
+
 /* One target a DNS name resolved to: its identity is a sip: URI with an IP
  * literal host, port and transport ("sip:10.0.0.5:5060;transport=tcp"). */
 typedef struct kl_dns_target {

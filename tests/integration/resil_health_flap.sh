@@ -8,12 +8,14 @@
 # An up destination never sees `fall` (3) failures in a row, a down one
 # never sees `rise` (2) passes in a row: none of them may change state.
 # (Kamailio's dispatcher flipped a zone 14 times in 30 s on this.)
+# WORKERS=N (resil_health_flap_workers: 2): the same with N workers, which
+# share one health state: one probe per destination per interval, not N.
 source "$(dirname "$0")/lib/common.sh"
 
 port=$(free_port); pa=$(free_port); pb=$(free_port); pc=$(free_port); ADMIN_PORT=$(free_port)
 python3 "$LIB_DIR/resilconf.py" "$TMP/keel.yaml" "$port" \
     zone=zone-a:1:127.0.0.1:$pa zone=zone-b:1:127.0.0.1:$pb zone=zone-c:1:127.0.0.1:$pc \
-    interval=1s timeout=500ms rise=2 fall=3 admin="$ADMIN_PORT"
+    interval=1s timeout=500ms rise=2 fall=3 admin="$ADMIN_PORT" workers="${WORKERS:-1}"
 
 # flap.py PORT FAIL(503|silent) LOG [SILENT_FLAG]: answers OPTIONS, every
 # other distinct probe (by Via branch; a retransmission gets what its first
@@ -54,6 +56,7 @@ flapper "$pa" 503 "$TMP/a.flap"
 flapper "$pb" silent "$TMP/b.flap"
 flapper "$pc" 503 "$TMP/c.flap" "$TMP/c.silent"
 sleep 0.3
+t_start=$SECONDS
 start_keel "$TMP/keel.yaml"
 
 m() { scrape "$TMP/m.prom"; metric "$TMP/m.prom" "$@"; }
@@ -83,6 +86,10 @@ done
 na=$(wc -l <"$TMP/a.flap"); nb=$(wc -l <"$TMP/b.flap"); nc=$(wc -l <"$TMP/c.flap")
 [ "$na" -ge 10 ] && [ "$nb" -ge 10 ] && [ "$nc" -ge 10 ] \
     || fail "too few probes to judge: zone-a $na, zone-b $nb, zone-c $nc (interval 1 s, $((SECONDS - t_flap_c)) s)"
+# one prober: about one probe a second per destination, whatever the workers
+most=$(((SECONDS - t_start) * 23 / 20 + 2))
+[ "$na" -le "$most" ] && [ "$nb" -le "$most" ] && [ "$nc" -le "$most" ] \
+    || fail "too many probes: zone-a $na, zone-b $nb, zone-c $nc in $((SECONDS - t_start)) s (interval 1 s, ${WORKERS:-1} workers)"
 echo "probes: sent zone-a=$(e keel_health_probes_total zone=zone-a result=sent) answered=$(e keel_health_probes_total zone=zone-a result=answered);" \
     "zone-b sent=$(e keel_health_probes_total zone=zone-b result=sent) timeout=$(e keel_health_probes_total zone=zone-b result=timeout)"
 [ "$(e keel_health_probes_total zone=zone-b result=timeout)" != 0 ] || fail "no probe timeout counted for zone-b"

@@ -150,6 +150,27 @@ static void test_health__rise_successes_go_up(void **state)
     assert_int_equal(probe(&h, &c, 500, &now), KL_HEALTH_WENT_DOWN);
 }
 
+/* Another worker's prober said up: up at once, at full health (fall
+ * failures to go down again); already up: no change. */
+static void test_health__force_up_from_the_prober(void **state)
+{
+    kl_conf_health_t c = conf_default(); /* rise 2, fall 3 */
+    kl_health_t h;
+    uint64_t now = 0;
+
+    (void)state;
+    kl_health_init(&h, &c, now, 0);
+    assert_int_equal(kl_health_force_up(&h, &c, now), KL_HEALTH_NONE);
+    assert_int_equal(kl_health_force_down(&h, now), KL_HEALTH_WENT_DOWN);
+    now = 7000;
+    assert_int_equal(kl_health_force_up(&h, &c, now), KL_HEALTH_WENT_UP);
+    assert_true(kl_health_is_up(&h));
+    assert_int_equal(h.changed_ms, 7000);
+    assert_int_equal(probe(&h, &c, 500, &now), KL_HEALTH_NONE);
+    assert_int_equal(probe(&h, &c, 500, &now), KL_HEALTH_NONE);
+    assert_int_equal(probe(&h, &c, 500, &now), KL_HEALTH_WENT_DOWN);
+}
+
 static void test_health__flapping_never_changes_state(void **state)
 {
     kl_conf_health_t c = conf_default(); /* rise 2, fall 3 */
@@ -351,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_health__down_keeps_being_probed),
         cmocka_unit_test(test_health__detection_within_fall_intervals_plus_timeout),
         cmocka_unit_test(test_health__force_down_on_transport_loss),
+        cmocka_unit_test(test_health__force_up_from_the_prober),
         cmocka_unit_test(test_health__reload_changes_rise_and_fall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

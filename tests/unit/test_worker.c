@@ -76,13 +76,14 @@ static const kl_worker_hooks_t hooks = {.start = hook_start, .stop = hook_stop};
 
 static kl_conf_t *conf_new(void)
 {
-    static const char y[] = "node: { id: t, zone: zone-a }\n"
-                            "cookie_secret: \"0123456789abcdef0123\"\n"
-                            "listen: [ { transport: udp, address: 127.0.0.1, port: 5060 } ]\n"
-                            "clusters:\n"
-                            "  - name: voice\n"
-                            "    zones:\n"
-                            "      - { name: zone-a, destinations: [ { uri: \"sip:10.0.0.1\" } ] }\n";
+    static const char y[] =
+        "node: { id: t, zone: zone-a }\n"
+        "cookie_secret: \"0123456789abcdef0123\"\n"
+        "listen: [ { transport: udp, address: 127.0.0.1, port: 5060 } ]\n"
+        "clusters:\n"
+        "  - name: voice\n"
+        "    zones:\n"
+        "      - { name: zone-a, destinations: [ { uri: \"sip:10.0.0.1\" } ] }\n";
     kl_cfg_errs_t errs;
     kl_conf_t *c = kl_conf_load_buf("t.yaml", y, strlen(y), &errs);
 
