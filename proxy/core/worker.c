@@ -163,17 +163,17 @@ static void *worker_main(void *arg)
     kl_worker_t *w = arg;
     int rc = worker_start(w);
 
+    /* running from before kl_worker_spawn returns, so a kl_worker_call
+     * right after it waits for the loop instead of failing */
     pthread_mutex_lock(&w->lock);
     w->start_rc = rc;
     w->started = true;
+    w->running = rc == KL_OK;
     pthread_cond_signal(&w->started_cv);
     pthread_mutex_unlock(&w->lock);
     if (rc != KL_OK)
         return NULL;
     kl_log(KL_LOG_INFO, &w->log, "event=worker_started");
-    pthread_mutex_lock(&w->lock);
-    w->running = true;
-    pthread_mutex_unlock(&w->lock);
     event_base_dispatch(w->base);
     pthread_mutex_lock(&w->lock);
     w->running = false;

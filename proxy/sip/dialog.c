@@ -1,8 +1,10 @@
 /* Established calls (DESIGN.md "Resilience semantics", bulkheads): a
  * minimal record per dialog, from the INVITE 2xx to the BYE, keyed by
- * Call-ID. It gives calls in flight by zone and class, and the session
- * duration histogram. A call whose BYE never passes keel (the caller or the
- * server vanished) is forgotten after KL__DIALOG_MAX_AGE. */
+ * Call-ID. It gives calls in flight by zone and class, the session
+ * duration histogram, and the router's call counts (bulkheads), which it
+ * holds until the call ends. A call whose BYE never passes keel (the caller
+ * or the server vanished) is forgotten after KL__DIALOG_MAX_AGE, or when
+ * KL__DIALOG_MAX newer calls push it out, and its counts given back. */
 #include "sip/proxy-int.h"
 
 #include "core/stats.h"
@@ -14,6 +16,7 @@ struct kl_dialog {
     kl_hnode_t hn;
     kl_dialog_t *prev, *next; /* oldest first */
     char zone[64];
+    void *handle; /* the router's (dialog_begin), given back by dialog_end */
     kl_class_t cls;
     uint64_t start_ms;
     size_t keylen;
@@ -40,9 +43,11 @@ static void dialog_unlink(kl_proxy_t *p, kl_dialog_t *d)
         p->dlg_tail = d->prev;
     p->ndialogs--;
     dialog_gauge(p, d, -1);
+    p->rops->dialog_end(p->router, d->handle);
+    d->handle = NULL;
 }
 
-void kl__dialog_start(kl_proxy_t *p, const char *call_id, const char *zone, kl_class_t cls,
+void kl__dialog_start(kl_proxy_t *p, const char *call_id, const kl_target_t *t, kl_class_t cls,
                       uint64_t now_ms)
 {
     size_t n = strlen(call_id);
@@ -61,7 +66,8 @@ void kl__dialog_start(kl_proxy_t *p, const char *call_id, const char *zone, kl_c
         return;
     memcpy(d->key, call_id, n + 1);
     d->keylen = n;
-    snprintf(d->zone, sizeof(d->zone), "%s", zone != NULL ? zone : "");
+    snprintf(d->zone, sizeof(d->zone), "%s", t->zone != NULL ? t->zone : "");
+    d->handle = p->rops->dialog_begin(p->router, t);
     d->cls = cls;
     d->start_ms = now_ms;
     kl_htab_add(&p->dialogs, &d->hn, d->key, n);
@@ -75,13 +81,13 @@ void kl__dialog_start(kl_proxy_t *p, const char *call_id, const char *zone, kl_c
     dialog_gauge(p, d, +1);
 }
 
-void kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now_ms)
+bool kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now_ms)
 {
     kl_hnode_t *hn = len > 0 ? kl_htab_get(&p->dialogs, call_id, len) : NULL;
     kl_dialog_t *d;
 
     if (hn == NULL)
-        return;
+        return false;
     d = kl_container_of(hn, kl_dialog_t, hn);
     {
         const char *l[] = {d->zone};
@@ -91,6 +97,7 @@ void kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now
     }
     dialog_unlink(p, d);
     free(d);
+    return true;
 }
 
 void kl__dialog_expire(kl_proxy_t *p, uint64_t now_ms)
@@ -109,6 +116,7 @@ void kl__dialog_free_all(kl_proxy_t *p)
 
     for (; d != NULL; d = next) {
         next = d->next;
+        p->rops->dialog_end(p->router, d->handle);
         free(d);
     }
     p->dlg_head = p->dlg_tail = NULL;

@@ -156,9 +156,12 @@ bool kl__probe_response(kl_proxy_t *p, const char *branch, int code);
 void kl__probe_tp_error(kl_proxy_t *p, kl_tp_kind_t kind, const kl_addr_t *peer);
 
 /* ---- dialog.c ---- */
-void kl__dialog_start(kl_proxy_t *p, const char *call_id, const char *zone, kl_class_t cls,
+/* A 2xx to an initial INVITE through <t>: the call is counted in its zone
+ * and destination until its BYE, or until it is forgotten. */
+void kl__dialog_start(kl_proxy_t *p, const char *call_id, const kl_target_t *t, kl_class_t cls,
                       uint64_t now_ms);
-void kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now_ms);
+/* The BYE of <call_id>: true when this worker knew the call (it ended here). */
+bool kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now_ms);
 void kl__dialog_expire(kl_proxy_t *p, uint64_t now_ms);
 void kl__dialog_free_all(kl_proxy_t *p);
 

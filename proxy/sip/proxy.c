@@ -206,6 +206,8 @@ void kl_proxy_reload(kl_proxy_t *p, const kl_conf_t *old_conf, const kl_conf_t *
     }
 }
 
+static void dialog_end_elsewhere(kl_proxy_t *p, const char *cid, size_t len);
+
 static void proxy_drop(kl_proxy_t *p, kl_drop_reason_t r)
 {
     p->stats.dropped[r]++;
@@ -529,9 +531,8 @@ static void proxy_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t 
         size_t cl = 0;
         const char *cid = kl_sip_hdr_value(m, KL_HDR_CALL_ID, &cl);
 
-        p->rops->dialog(p->router, &dest, -1);
-        if (cid != NULL)
-            kl__dialog_end(p, cid, cl < 100 ? cl : 100, kl_now_ms());
+        if (cid != NULL && cl > 0 && !kl__dialog_end(p, cid, cl, kl_now_ms()))
+            dialog_end_elsewhere(p, cid, cl);
     }
     if (to_caller) {
         /* back toward the caller: the first Route entry that is not ours,
@@ -686,6 +687,42 @@ static void proxy_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m
         return;
     }
     kl__txn_new_request(p, src, m);
+}
+
+/* A BYE for a call this worker did not set up: with several workers it may
+ * have reached the wrong one (a BYE from the server side comes from an
+ * address that hashes to any worker), so the others are told; the one that
+ * knows the call ends it. */
+typedef struct dialog_bye {
+    kl_post_t post;
+    size_t len;
+    char call_id[];
+} dialog_bye_t;
+
+static void dialog_bye_run(kl_worker_t *w, kl_post_t *post)
+{
+    dialog_bye_t *b = (dialog_bye_t *)post;
+
+    if (w->proxy != NULL)
+        kl__dialog_end(w->proxy, b->call_id, b->len, kl_now_ms());
+}
+
+static void dialog_end_elsewhere(kl_proxy_t *p, const char *cid, size_t len)
+{
+    for (unsigned i = 0; i < p->w->npeers; i++) {
+        dialog_bye_t *b;
+
+        if (i == p->w->id)
+            continue;
+        b = malloc(sizeof(*b) + len + 1);
+        if (b == NULL)
+            return;
+        b->post.run = dialog_bye_run;
+        b->len = len;
+        memcpy(b->call_id, cid, len);
+        b->call_id[len] = '\0';
+        kl_worker_post(p->w->peers[i], &b->post);
+    }
 }
 
 /* A response that names another worker in its branch (DESIGN.md "Threads

@@ -132,9 +132,13 @@ typedef struct kl_router_ops {
      * NULL. */
     void *(*probe_result)(void *router, const char *zone, const char *uri, int code,
                           uint64_t now_ms);
-    /* Dialog accounting for bulkheads: +1 on a 2xx to an initial INVITE, -1
-     * on BYE. */
-    void (*dialog)(void *router, const kl_target_t *t, int delta);
+    /* Dialog accounting for bulkheads: a 2xx to an initial INVITE through
+     * <t> starts a call there. Returns a handle (it keeps the destination's
+     * state alive) for dialog_end, or NULL. */
+    void *(*dialog_begin)(void *router, const kl_target_t *t);
+    /* The call of <handle> is over (BYE, or forgotten): one call less in its
+     * zone and destination. Accepts NULL. */
+    void (*dialog_end)(void *router, void *handle);
     /* Drops the ref a target holds and zeroes <t>. Accepts a zeroed target. */
     void (*release)(void *router, kl_target_t *t);
 } kl_router_ops_t;

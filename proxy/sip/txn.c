@@ -63,9 +63,8 @@ static void call_answered(kl_ptx_t *t, kl_ctx_t *c)
 {
     kl_proxy_t *p = c->p;
 
-    p->rops->dialog(p->router, &c->target, +1);
     st_setup(t, c, "answer");
-    kl__dialog_start(p, t->call_id, c->target.zone, t->cls, kl_now_ms());
+    kl__dialog_start(p, t->call_id, &c->target, t->cls, kl_now_ms());
 }
 
 static void ms_to_tv(unsigned ms, struct timeval *tv)

@@ -1168,31 +1168,41 @@ void *kl_router_health_evidence(kl_router_t *r, const char *zone, const char *ur
                : NULL;
 }
 
-static void router_dialog(void *router, const kl_target_t *t, int delta)
+static void *router_dialog_begin(void *router, const kl_target_t *t)
 {
     kl_dest_state_t *s = t->dest;
-
     zone_state_t *zs;
 
     (void)router;
     if (s == NULL)
+        return NULL;
+    zs = s->zone_state;
+    s->dialogs++;
+    if (zs != NULL) {
+        zs->dialogs++;
+        zs->calls++;
+    }
+    kl_dest_state_ref(s);
+    return s;
+}
+
+static void router_dialog_end(void *router, void *handle)
+{
+    kl_router_t *r = router;
+    kl_dest_state_t *s = handle;
+    zone_state_t *zs;
+
+    if (s == NULL)
         return;
     zs = s->zone_state;
-    if (delta > 0) {
-        s->dialogs++;
-        if (zs != NULL) {
-            zs->dialogs++;
-            zs->calls++;
-        }
-    } else if (delta < 0 && s->dialogs > 0) {
-        /* a BYE of a call this process did not see set up counts nothing */
+    if (s->dialogs > 0)
         s->dialogs--;
-        if (zs != NULL && zs->dialogs > 0) {
-            zs->dialogs--;
-            if (zs->calls > 0)
-                zs->calls--;
-        }
+    if (zs != NULL && zs->dialogs > 0) {
+        zs->dialogs--;
+        if (zs->calls > 0)
+            zs->calls--;
     }
+    kl_registry_unref(&r->reg, s);
 }
 
 static void router_release(void *router, kl_target_t *t)
@@ -1220,6 +1230,7 @@ const kl_router_ops_t kl_router_ops = {
     .tick = router_tick,
     .overload = router_overload,
     .probe_result = router_probe_result,
-    .dialog = router_dialog,
+    .dialog_begin = router_dialog_begin,
+    .dialog_end = router_dialog_end,
     .release = router_release,
 };

@@ -4,11 +4,14 @@
 # the worker that did not send the request. That worker hands them to the
 # owner (DESIGN.md "Threads and state"): every call completes, each server
 # sees each INVITE once (no retransmission or failover for a lost 180/200),
-# and the BYEs come back through keel.
+# and the BYEs come back through keel. Then the servers hang up: a server's
+# BYE reaches whichever worker its address hashes to, and the call still
+# ends where it was counted (no call left in flight, no bulkhead slot held).
 source "$(dirname "$0")/lib/common.sh"
 
-port=$(free_port); pa=$(free_port); pb=$(free_port)
-python3 "$LIB_DIR/proxyconf.py" "$TMP/keel.yaml" "$port" "127.0.0.1:$pa" "127.0.0.1:$pb" workers=2
+port=$(free_port); pa=$(free_port); pb=$(free_port); ADMIN_PORT=$(free_port)
+python3 "$LIB_DIR/proxyconf.py" "$TMP/keel.yaml" "$port" "127.0.0.1:$pa" "127.0.0.1:$pb" workers=2 \
+    admin="$ADMIN_PORT"
 start_uas uasa "$pa" uas_call.xml
 start_uas uasb "$pb" uas_call.xml
 start_keel "$TMP/keel.yaml"
@@ -35,4 +38,30 @@ echo "successful=$ok zone-a INVITEs=$a BYEs=$ba zone-b INVITEs=$b BYEs=$bb"
 [ "$a" -ge 70 ] && [ "$b" -ge 70 ] || fail "50/50 zones split $a/$b"
 # both workers worked: each logs its own summary of requests
 pass "200 calls through two workers: each INVITE reached a server once, split $a/$b"
+
+# ---- the servers hang up ----
+stop_pid "$uasa_PID"
+stop_pid "$uasb_PID"
+start_uas uasa2 "$pa" uas_call_bye.xml u1
+start_uas uasb2 "$pb" uas_call_bye.xml u1
+pids=()
+for i in 1 2 3 4; do
+    run_uac "cb$i" "127.0.0.1:$port" uac_call_callee_bye.xml -s 1000 -m 25 -r 25 -timeout 60s &
+    pids+=($!)
+done
+for i in 1 2 3 4; do
+    wait "${pids[$((i - 1))]}" || fail "sipp cb$i: not every call hung up by its server succeeded: $(tail -5 "$TMP/cb$i.log")"
+done
+sleep 1.5
+ok=0
+for i in 1 2 3 4; do ok=$((ok + $(stat "cb$i" "SuccessfulCall(C)"))); done
+[ "$ok" -eq 100 ] || fail "$ok of 100 calls hung up by the server succeeded"
+scrape "$TMP/m.prom"
+inflight=$(metric "$TMP/m.prom" keel_calls_in_flight)
+occ_a=$(metric "$TMP/m.prom" keel_bulkhead_occupancy zone=zone-a kind=calls)
+occ_b=$(metric "$TMP/m.prom" keel_bulkhead_occupancy zone=zone-b kind=calls)
+echo "after 300 calls: calls in flight ${inflight:-0}, bulkhead calls zone-a ${occ_a:-0} zone-b ${occ_b:-0}"
+[ "${inflight:-0}" = 0 ] || fail "$inflight calls still in flight after every call ended"
+[ "${occ_a:-0}" = 0 ] && [ "${occ_b:-0}" = 0 ] || fail "bulkhead slots still held: zone-a $occ_a zone-b $occ_b"
+pass "100 calls hung up by the servers through two workers: none left in flight"
 stop_keel
