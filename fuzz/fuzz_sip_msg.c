@@ -1,7 +1,9 @@
 /* libFuzzer harness for the SIP message layer: parse (datagram or stream,
- * by the first byte), the request/response checks, a locally built reply
- * and the forwarding splices. Links keel_core. */
+ * by the first byte), the request/response checks, a locally built reply,
+ * the forwarding splices and the media report (P-RTP-Stat) reader. Links
+ * keel_core. */
 #include "sip/msg.h"
+#include "sip/rtpstat.h"
 #include "core/errors.h"
 
 #include <stdint.h>
@@ -47,6 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         /* the splice helpers must produce ordered edits, or be refused */
         kl_splice_apply(m.buf, m.len, e, n, out, sizeof(out));
+        {
+            int i = kl_sip_hdr_find_name(&m, "P-RTP-Stat", -1);
+            kl_rtpstat_t st;
+
+            if (i >= 0 && kl_rtpstat_parse(m.buf + m.hdrs[i].value_off, m.hdrs[i].value_len, &st))
+                (void)kl_rtpstat_mos(&st);
+        }
     } else if (v.code != 0) {
         char out[8192];
 

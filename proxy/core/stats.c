@@ -14,6 +14,10 @@
 #define DURATION_BUCKETS                                                                           \
     .nbuckets = 12, .buckets = {1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200}
 
+#define JITTER_BUCKETS                                                                             \
+    .nbuckets = 9, .buckets = {0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.5}
+#define MOS_BUCKETS .nbuckets = 8, .buckets = {1.5, 2, 2.5, 3, 3.5, 3.8, 4, 4.2}
+
 const kl_stat_family_t kl_stat_families[KL_ST_COUNT] = {
     [KL_ST_BUILD_INFO] = {.name = "keel_build_info",
                           .help = "keel's version (the value is always 1)",
@@ -284,6 +288,35 @@ const kl_stat_family_t kl_stat_families[KL_ST_COUNT] = {
                           .help = "When keel started (Unix time)",
                           .type = KL_STAT_GAUGE,
                           .nlabels = 0},
+    [KL_ST_RTP_REPORTS] = {.name = "keel_rtp_reports_total",
+                           .help =
+                               "Media quality reports (P-RTP-Stat or X-RTP-Stat on a BYE or its "
+                               "2xx) read at the end of calls, by who sent them",
+                           .type = KL_STAT_COUNTER,
+                           .nlabels = 2,
+                           .labels = {"zone", "side"}},
+    [KL_ST_RTP_PACKETS_RECEIVED] = {.name = "keel_rtp_packets_received_total",
+                                    .help = "RTP packets the reporting side received (PR)",
+                                    .type = KL_STAT_COUNTER,
+                                    .nlabels = 2,
+                                    .labels = {"zone", "side"}},
+    [KL_ST_RTP_PACKETS_LOST] = {.name = "keel_rtp_packets_lost_total",
+                                .help = "RTP packets the reporting side lost (PL)",
+                                .type = KL_STAT_COUNTER,
+                                .nlabels = 2,
+                                .labels = {"zone", "side"}},
+    [KL_ST_RTP_JITTER] = {.name = "keel_rtp_jitter_seconds",
+                          .help = "Interarrival jitter a call's report gave (JI)",
+                          .type = KL_STAT_HISTOGRAM,
+                          .nlabels = 2,
+                          .labels = {"zone", "side"},
+                          JITTER_BUCKETS},
+    [KL_ST_RTP_MOS] = {.name = "keel_rtp_mos",
+                       .help = "MOS estimated from a call's report (simplified E-model, G.711)",
+                       .type = KL_STAT_HISTOGRAM,
+                       .nlabels = 2,
+                       .labels = {"zone", "side"},
+                       MOS_BUCKETS},
 };
 
 struct kl_series {

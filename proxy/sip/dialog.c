@@ -7,6 +7,8 @@
  * KL__DIALOG_MAX newer calls push it out, and its counts given back. */
 #include "sip/proxy-int.h"
 
+#include "sip/rtpstat.h"
+
 #include "core/stats.h"
 
 #include <stdlib.h>
@@ -98,6 +100,27 @@ bool kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now
     dialog_unlink(p, d);
     free(d);
     return true;
+}
+
+void kl__dialog_quality(kl_proxy_t *p, const kl_sip_msg_t *m, const char *zone, bool from_platform)
+{
+    static const char *const names[] = {"P-RTP-Stat", "X-RTP-Stat"};
+    const char *l[] = {zone != NULL ? zone : "", from_platform ? "platform" : "caller"};
+
+    for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+        int i = kl_sip_hdr_find_name(m, names[n], -1);
+        kl_rtpstat_t st;
+
+        if (i < 0 || !kl_rtpstat_parse(m->buf + m->hdrs[i].value_off, m->hdrs[i].value_len, &st))
+            continue;
+        kl_stats_add(p->w->stats, KL_ST_RTP_REPORTS, l, 1);
+        kl_stats_add(p->w->stats, KL_ST_RTP_PACKETS_RECEIVED, l, (double)st.received);
+        kl_stats_add(p->w->stats, KL_ST_RTP_PACKETS_LOST, l, (double)st.lost);
+        if (st.have_jitter)
+            kl_stats_observe(p->w->stats, KL_ST_RTP_JITTER, l, st.jitter_ms / 1000.0);
+        kl_stats_observe(p->w->stats, KL_ST_RTP_MOS, l, kl_rtpstat_mos(&st));
+        return; /* one report per message */
+    }
 }
 
 void kl__dialog_expire(kl_proxy_t *p, uint64_t now_ms)

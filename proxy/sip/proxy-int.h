@@ -160,6 +160,9 @@ void kl__probe_tp_error(kl_proxy_t *p, kl_tp_kind_t kind, const kl_addr_t *peer)
  * and destination until its BYE, or until it is forgotten. */
 void kl__dialog_start(kl_proxy_t *p, const char *call_id, const kl_target_t *t, kl_class_t cls,
                       uint64_t now_ms);
+/* A BYE or its 2xx, in <zone>, from the platform's side or the caller's:
+ * counts the media quality report it carries (sip/rtpstat.h), if any. */
+void kl__dialog_quality(kl_proxy_t *p, const kl_sip_msg_t *m, const char *zone, bool from_platform);
 /* The BYE of <call_id>: true when this worker knew the call (it ended here). */
 bool kl__dialog_end(kl_proxy_t *p, const char *call_id, size_t len, uint64_t now_ms);
 void kl__dialog_expire(kl_proxy_t *p, uint64_t now_ms);

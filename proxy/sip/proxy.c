@@ -533,6 +533,7 @@ static void proxy_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t 
 
         if (cid != NULL && cl > 0 && !kl__dialog_end(p, cid, cl, kl_now_ms()))
             dialog_end_elsewhere(p, cid, cl);
+        kl__dialog_quality(p, m, dest.zone, to_caller);
     }
     if (to_caller) {
         /* back toward the caller: the first Route entry that is not ours,

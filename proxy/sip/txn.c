@@ -931,7 +931,6 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
     char *fwd;
     size_t fwdlen;
 
-    (void)src;
     if (osip_message_get_via(m->osip, 0, &via) < 0 || via == NULL) {
         p->stats.dropped[KL_DROP_BAD_RESPONSE]++;
         return;
@@ -972,6 +971,8 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
         return;
     }
 
+    if (m->method == KL_M_BYE && code >= 200 && code < 300)
+        kl__dialog_quality(p, m, c->target.zone, kl_addr_eq(&src->peer, &c->target.addr));
     if (code < 200) {
         if (!c->provisional) {
             c->provisional = true;

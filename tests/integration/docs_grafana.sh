@@ -144,10 +144,11 @@ PIDS+=("$DNS_PID")
 wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$dport" dest.test A >/dev/null \
     || fail "dnsmasq did not come up on $dport"
 start_uas uasa "$pa" uas_503.xml
-start_uas uasb "$pb" uas_call.xml
+start_uas uasb "$pb" uas_call_rtpstat.xml
 start_keel "$TMP/keel.yaml"
 
-run_uac uac "127.0.0.1:$port" uac_call.xml -s 1000 -m 2 -r 10 -d 200 -timeout 30s \
+# (with media reports on the BYE and its 200: the keel_rtp_* families)
+run_uac uac "127.0.0.1:$port" uac_call_rtpstat.xml -s 1000 -m 2 -r 10 -d 200 -timeout 30s \
     || fail "sipp uac: not every call succeeded: $(tail -5 "$TMP/uac.log")"
 # a request keel rejects itself (403, not one of its domains), and junk
 python3 - "$port" <<'PY' || fail "keel did not reject a foreign domain with 403"
