@@ -553,6 +553,8 @@ static kl_ctx_t *ctx_new(kl_ptx_t *t, const kl_target_t *target)
     c->cls = t->cls;
     n = kl_branch_make(&p->gen, c->branch, sizeof(c->branch));
     if (n < 0) {
+        if (c->owner != NULL)
+            t->nbranches--; /* it was the last one added */
         free(c);
         return NULL;
     }
