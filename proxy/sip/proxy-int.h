@@ -96,6 +96,8 @@ struct kl_ptx {
     bool rang;            /* an 18x was forwarded (setup time recorded) */
     int failover_cause;   /* why the next attempt is a failover (-1: it is not) */
     char failed_zone[64]; /* the zone of the attempt that last failed */
+    char dlg_zone[64];    /* in-dialog: the dialog's zone (cookie) */
+    bool dlg_to_caller;   /* in-dialog: sent back toward the caller */
 };
 
 struct kl_proxy {
@@ -234,6 +236,9 @@ void kl__txn_tp_error(kl_proxy_t *p, kl_tp_kind_t kind, const kl_addr_t *peer);
 void kl__txn_dest_dead(kl_proxy_t *p, void *dest);
 void kl__txn_dead_flush(kl_proxy_t *p);
 /* An in-dialog request to a known target: forwarded through a transaction. */
-void kl__txn_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, kl_target_t *t);
+/* <zone>: the dialog's (from the cookie); <to_caller>: the request goes back
+ * toward the caller (for the media report on a BYE's 2xx). */
+void kl__txn_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, kl_target_t *t,
+                       const char *zone, bool to_caller);
 
 #endif

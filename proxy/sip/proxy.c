@@ -601,7 +601,7 @@ static void proxy_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t 
         p->rops->release(p->router, &dest);
         return;
     }
-    kl__txn_in_dialog(p, src, m, &dest);
+    kl__txn_in_dialog(p, src, m, &dest, ck.zone, to_caller);
 }
 
 /* Vias of keel itself in a request: more than one means a loop (a spiral

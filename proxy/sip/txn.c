@@ -758,7 +758,8 @@ void kl__txn_new_request(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
     ptx_attempt(t);
 }
 
-void kl__txn_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, kl_target_t *target)
+void kl__txn_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, kl_target_t *target,
+                       const char *zone, bool to_caller)
 {
     char key[200];
     int kl = server_key(m, method_class(m->method), m->osip->sip_method, key, sizeof(key));
@@ -776,6 +777,8 @@ void kl__txn_in_dialog(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m, k
     }
     t->cls = classify(t->method);
     t->attempts = 1;
+    snprintf(t->dlg_zone, sizeof(t->dlg_zone), "%s", zone != NULL ? zone : "");
+    t->dlg_to_caller = to_caller;
     /* the cluster of the dialog's zone gives the timeouts (no failover) */
     for (size_t i = 0; target->zone != NULL && i < t->conf->nclusters && t->cluster == NULL; i++) {
         if (kl_conf_zone(&t->conf->clusters[i], target->zone) != NULL)
@@ -933,6 +936,8 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
     char *fwd;
     size_t fwdlen;
 
+    (void)src;
+
     if (osip_message_get_via(m->osip, 0, &via) < 0 || via == NULL) {
         p->stats.dropped[KL_DROP_BAD_RESPONSE]++;
         return;
@@ -973,8 +978,13 @@ void kl__txn_response(kl_proxy_t *p, const kl_tp_src_t *src, kl_sip_msg_t *m)
         return;
     }
 
-    if (m->method == KL_M_BYE && code >= 200 && code < 300)
-        kl__dialog_quality(p, m, c->target.zone, kl_addr_eq(&src->peer, &c->target.addr));
+    if (m->method == KL_M_BYE && code >= 200 && code < 300) {
+        const kl_ptx_t *o = c->owner != NULL ? c->owner : c->ptx;
+
+        /* the 2xx comes from whoever got the BYE */
+        if (o != NULL && o->dlg_zone[0] != '\0')
+            kl__dialog_quality(p, m, o->dlg_zone, !o->dlg_to_caller);
+    }
     if (code < 200) {
         if (!c->provisional) {
             c->provisional = true;

@@ -52,4 +52,27 @@ python3 -c "import sys; sys.exit(0 if abs($got_c - $want_c) < 0.001 and abs($got
 loss=$(python3 -c "print('%.4f' % ($(m keel_rtp_packets_lost_total side=caller) / ($(m keel_rtp_packets_lost_total side=caller) + $(m keel_rtp_packets_received_total side=caller))))")
 [ "$loss" = 0.0200 ] || fail "loss share $loss, expected 0.0200"
 pass "40 calls: caller side 2 % loss, 15 ms jitter, MOS $got_c; platform side no loss, MOS $got_p; by zone $a/$b"
+
+# ---- the platform hangs up: its report on the BYE, the caller's on the 200 ----
+stop_pid "$uasa_PID"
+stop_pid "$uasb_PID"
+start_uas uasa2 "$pa" uas_call_bye.xml
+start_uas uasb2 "$pb" uas_call_bye.xml
+run_uac uac2 "127.0.0.1:$port" uac_call_callee_bye.xml -s 1000 -m 20 -r 20 -timeout 60s \
+    || fail "sipp uac2: not every call hung up by the server succeeded: $(tail -5 "$TMP/uac2.log")"
+sleep 1.5
+scrape "$TMP/m2.prom"
+m2() { metric "$TMP/m2.prom" "$@"; }
+a2=$(uas_count uasa2 INVITE_Recv); b2=$(uas_count uasb2 INVITE_Recv)
+for side in caller platform; do
+    for z in a b; do
+        eval "want=\$(( \$${z}2 + \$${z} ))"
+        got=$(m2 keel_rtp_reports_total side=$side zone=zone-$z)
+        [ "$got" = "$want" ] || fail "$side reports in zone-$z: $got, expected $want (20 more calls, $a2/$b2)"
+    done
+done
+[ "$(grep -c 'keel_rtp_reports_total{zone="",' "$TMP/m2.prom")" = 0 ] || fail "a report counted without a zone"
+[ "$(m2 keel_rtp_packets_lost_total side=caller)" = 1000 ] || fail "caller lost $(m2 keel_rtp_packets_lost_total side=caller): 800 + 20 x 10 expected"
+[ "$(m2 keel_rtp_packets_received_total side=platform)" = 50000 ] || fail "platform received $(m2 keel_rtp_packets_received_total side=platform): 40000 + 20 x 500 expected"
+pass "20 calls hung up by the platform: its reports (BYE) and the callers' (200) by zone $a2/$b2"
 stop_keel
