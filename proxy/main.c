@@ -116,7 +116,8 @@ static size_t worker_faults(kl_worker_t *w, kl_fault_t *out, size_t cap)
 typedef struct health_news {
     kl_post_t post;
     bool up;
-    bool evidence; /* to the prober: a transport error seen elsewhere */
+    bool probe_passed; /* a probe just passed: ends an ejection */
+    bool evidence;     /* to the prober: a transport error seen elsewhere */
     char zone[64];
     char uri[256];
 } health_news_t;
@@ -131,21 +132,24 @@ static void health_news_run(kl_worker_t *w, kl_post_t *post)
     if (n->evidence)
         dead = kl_router_health_evidence(w->router, n->zone, n->uri, kl_now_ms());
     else
-        dead = kl_router_health_apply(w->router, n->zone, n->uri, n->up, kl_now_ms());
+        dead =
+            kl_router_health_apply(w->router, n->zone, n->uri, n->up, n->probe_passed, kl_now_ms());
     if (dead != NULL)
         kl_proxy_dest_dead(w->proxy, dead);
 }
 
 static void health_news_post(kl_worker_t *to, const char *zone, const char *uri, bool up,
-                             bool evidence)
+                             bool evidence, bool probe_passed)
 {
     health_news_t *n = calloc(1, sizeof(*n));
 
     if (n == NULL)
         return;
     n->post.run = health_news_run;
+    n->post.control = true;
     n->up = up;
     n->evidence = evidence;
+    n->probe_passed = probe_passed;
     snprintf(n->zone, sizeof(n->zone), "%s", zone);
     snprintf(n->uri, sizeof(n->uri), "%s", uri);
     kl_worker_post(to, &n->post);
@@ -160,10 +164,12 @@ static void worker_health_change(void *arg, const char *zone, const char *uri, b
     if (strcmp(by, "peer") == 0)
         return; /* the prober's own news coming back */
     if (w->id == 0) {
+        bool passed = strcmp(by, "probe_pass") == 0;
+
         for (unsigned i = 1; i < w->npeers; i++)
-            health_news_post(w->peers[i], zone, uri, up, false);
+            health_news_post(w->peers[i], zone, uri, up, false, passed);
     } else if (!up && strcmp(by, "transport") == 0) {
-        health_news_post(w->peers[0], zone, uri, false, true);
+        health_news_post(w->peers[0], zone, uri, false, true, false);
     }
 }
 

@@ -246,7 +246,7 @@ int kl_worker_post(kl_worker_t *w, kl_post_t *post)
 {
     post->next = NULL;
     pthread_mutex_lock(&w->lock);
-    if (w->stopping || w->nposts >= KL_WORKER_POSTS_MAX) {
+    if (w->stopping || (!post->control && w->nposts >= KL_WORKER_POSTS_MAX)) {
         w->posts_dropped++;
         pthread_mutex_unlock(&w->lock);
         free(post);

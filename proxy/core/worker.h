@@ -27,6 +27,7 @@ struct kl_stats;
 typedef struct kl_post {
     struct kl_post *next;
     void (*run)(struct kl_worker *w, struct kl_post *post);
+    bool control; /* never refused for a full inbox (state the worker must not miss) */
 } kl_post_t;
 
 /* What the layers above core hang on a worker. Set by the daemon before the
@@ -105,8 +106,8 @@ int kl_worker_call(kl_worker_t *w, void (*fn)(kl_worker_t *w, void *arg), void *
 
 /* Queues <post> for the worker's thread (see kl_post_t) and wakes it; never
  * waits. Any thread, the worker's own included. Returns KL_OK, or KL_ERR
- * when the worker is stopping or its queue holds KL_WORKER_POSTS_MAX posts
- * (then <post> is freed, counted in posts_dropped). */
+ * when the worker is stopping or, unless post->control, its queue holds
+ * KL_WORKER_POSTS_MAX posts (then <post> is freed, counted in posts_dropped). */
 int kl_worker_post(kl_worker_t *w, kl_post_t *post);
 
 /* Asks the loop to end; kl_worker_join() waits for it. Any thread. */

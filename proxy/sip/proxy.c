@@ -719,6 +719,7 @@ static void dialog_end_elsewhere(kl_proxy_t *p, const char *cid, size_t len)
         if (b == NULL)
             return;
         b->post.run = dialog_bye_run;
+        b->post.control = true; /* a call left counted would hold its bulkhead slot */
         b->len = len;
         memcpy(b->call_id, cid, len);
         b->call_id[len] = '\0';
@@ -770,6 +771,7 @@ static bool response_handoff(kl_proxy_t *p, const kl_tp_src_t *src, const kl_sip
     if (h == NULL)
         return true;
     h->post.run = handoff_run;
+    h->post.control = false;
     h->kind = src->kind;
     h->peer = src->peer;
     h->local = src->local;

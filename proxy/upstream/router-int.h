@@ -93,8 +93,10 @@ struct kl_router {
     cluster_state_t *cluster_list;
     const kl_log_ctx_t *log; /* the worker's, for state changes */
     uint64_t tick_no;
-    uint64_t rnd;                  /* xorshift state for probe jitter */
-    bool not_prober;               /* kl_router_set_prober(false): another worker probes */
+    uint64_t rnd;    /* xorshift state for probe jitter */
+    bool not_prober; /* kl_router_set_prober(false): another worker probes */
+    bool sync_now;   /* this tick tells the other workers every state */
+    uint64_t last_sync_ms;
     kl_router_health_fn health_fn; /* kl_router_set_health_hook */
     void *health_arg;
 };

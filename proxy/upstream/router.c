@@ -1037,6 +1037,8 @@ static void tick_dest(kl_router_t *r, const kl_conf_cluster_t *cc, zone_rt_t *zr
             kl_health_probe_sent(&s->health, &cc->health, now_ms, router_rand(r));
             pr->deadline_ms = s->health.deadline_ms;
         }
+        if (r->sync_now && r->health_fn != NULL)
+            r->health_fn(r->health_arg, s->zone, s->uri, s->up, "sync");
     } else if (s->health_started && !cc->health.enabled) {
         /* checks turned off by a reload: evidence ends, up again */
         s->health_started = false;
@@ -1061,6 +1063,10 @@ static void router_tick(void *router, uint64_t now_ms, kl_tick_out_t *out)
     out->nprobes = 0;
     out->ndead = 0;
     r->tick_no++;
+    /* the prober tells the other workers its whole state once a second */
+    r->sync_now = !r->not_prober && r->health_fn != NULL && now_ms - r->last_sync_ms >= 1000;
+    if (r->sync_now)
+        r->last_sync_ms = now_ms;
     for (size_t c = 0; c < g->nclusters; c++) {
         cluster_rt_t *cl = &g->clusters[c];
 
@@ -1088,14 +1094,18 @@ static void *router_probe_result(void *router, const char *zone, const char *uri
     kl_dest_state_t *s = kl_registry_find(&r->reg, zone, uri);
     cluster_rt_t *cl;
     kl_health_change_t ch;
+    bool passed, dead;
 
     if (s == NULL || !s->health_started || (cl = kl__router_cluster_with(r, s, NULL)) == NULL)
         return NULL;
     ch = kl_health_result(&s->health, &cl->conf->health, code, now_ms);
-    if (code != 0 && kl_health_accepts(&cl->conf->health, code) &&
-        kl_breaker_uneject(&s->breaker, now_ms) == KL_BREAKER_CLOSED)
+    passed = code != 0 && kl_health_accepts(&cl->conf->health, code);
+    if (passed && kl_breaker_uneject(&s->breaker, now_ms) == KL_BREAKER_CLOSED)
         dest_recovered(r, s, cl->conf, now_ms, "probe"); /* a passing probe ends an ejection */
-    return dest_health_change(r, s, cl->conf, ch, now_ms, "probe") ? s : NULL;
+    dead = dest_health_change(r, s, cl->conf, ch, now_ms, "probe");
+    if (passed && r->health_fn != NULL)
+        r->health_fn(r->health_arg, s->zone, s->uri, s->up, "probe_pass");
+    return dead ? s : NULL;
 }
 
 static void router_overload(void *router, const kl_target_t *t, unsigned percent,
@@ -1132,7 +1142,7 @@ void kl_router_set_prober(kl_router_t *r, bool prober)
 }
 
 void *kl_router_health_apply(kl_router_t *r, const char *zone, const char *uri, bool up,
-                             uint64_t now_ms)
+                             bool probe_passed, uint64_t now_ms)
 {
     kl_dest_state_t *s = kl_registry_find(&r->reg, zone, uri);
     cluster_rt_t *cl;
@@ -1144,13 +1154,17 @@ void *kl_router_health_apply(kl_router_t *r, const char *zone, const char *uri, 
         kl_health_init(&s->health, &cl->conf->health, now_ms, router_rand(r));
         s->health_started = true;
     }
+    if (probe_passed && kl_breaker_uneject(&s->breaker, now_ms) == KL_BREAKER_CLOSED)
+        dest_recovered(r, s, cl->conf, now_ms, "probe");
     if (!up)
-        return dest_health_change(r, s, cl->conf, kl_health_force_down(&s->health, now_ms), now_ms,
-                                  "peer")
+        return s->up && dest_health_change(r, s, cl->conf, kl_health_force_down(&s->health, now_ms),
+                                           now_ms, "peer")
                    ? s
                    : NULL;
-    dest_health_change(r, s, cl->conf, kl_health_force_up(&s->health, &cl->conf->health, now_ms),
-                       now_ms, "peer");
+    if (!s->up)
+        dest_health_change(r, s, cl->conf,
+                           kl_health_force_up(&s->health, &cl->conf->health, now_ms), now_ms,
+                           "peer");
     return NULL;
 }
 

@@ -120,7 +120,12 @@ void kl_router_set_log(kl_router_t *r, const struct kl_log_ctx *log);
  *
  * <fn>(<arg>, zone, uri, up, by) is called on every up/down change of a
  * destination, <by> naming the evidence ("probe", "probe_timeout",
- * "transport", "checks_off", or "peer" for a change taken from the prober). */
+ * "transport", "checks_off", or "peer" for a change taken from the prober).
+ * The prober also calls it with its current state, no change implied: by
+ * "probe_pass" after each passing probe (which ends an ejection), and by
+ * "sync" once a second for every checked destination, so a worker that
+ * missed a change (a destination it did not know yet, one a reload brought
+ * back) catches up within a second. */
 typedef void (*kl_router_health_fn)(void *arg, const char *zone, const char *uri, bool up,
                                     const char *by);
 void kl_router_set_health_hook(kl_router_t *r, kl_router_health_fn fn, void *arg);
@@ -129,11 +134,13 @@ void kl_router_set_health_hook(kl_router_t *r, kl_router_health_fn fn, void *arg
  * (kl_router_health_apply). Default true (one worker). */
 void kl_router_set_prober(kl_router_t *r, bool prober);
 
-/* The prober's decision about <zone>/<uri>. Returns the destination (for the
- * proxy to move its calls, kl_proxy_dest_dead) when it went down here, else
- * NULL; unknown destinations are ignored. */
+/* The prober's state of <zone>/<uri>, applied here when it differs;
+ * <probe_passed>: a probe just passed, which ends an ejection as the
+ * prober's own probe would. Returns the destination (for the proxy to move
+ * its calls, kl_proxy_dest_dead) when it went down here, else NULL; unknown
+ * destinations are ignored. */
 void *kl_router_health_apply(kl_router_t *r, const char *zone, const char *uri, bool up,
-                             uint64_t now_ms);
+                             bool probe_passed, uint64_t now_ms);
 
 /* Another worker's transport error on a real request to <zone>/<uri>, for
  * the prober: marks it down as its own would. Same return. */

@@ -7,6 +7,9 @@
 # no new call fails meanwhile (each one fails over). The server comes back
 # (a new SIPp on the same port): keel marks it up after `rise` passing
 # probes and it takes calls again.
+# WORKERS=2 UAC_ARGS="-t un ..." (resil_health_down_up_workers): the same with
+# two workers and a caller using a socket per call, so both workers route
+# calls: the prober (worker 0) decides, the other follows at once.
 source "$(dirname "$0")/lib/common.sh"
 
 INTERVAL_MS=1000 TIMEOUT_MS=500 FALL=3 RISE=2
@@ -14,7 +17,7 @@ port=$(free_port); pa=$(free_port); pb=$(free_port); ADMIN_PORT=$(free_port)
 python3 "$LIB_DIR/resilconf.py" "$TMP/keel.yaml" "$port" \
     zone=zone-a:50:127.0.0.1:$pa zone=zone-b:50:127.0.0.1:$pb \
     interval=${INTERVAL_MS}ms timeout=${TIMEOUT_MS}ms fall=$FALL rise=$RISE \
-    attempt_timeout=500ms window=2s admin="$ADMIN_PORT"
+    attempt_timeout=500ms window=2s admin="$ADMIN_PORT" workers="${WORKERS:-1}"
 start_uas uasa "$pa" uas_call.xml
 start_uas uasb "$pb" uas_call.xml
 start_keel "$TMP/keel.yaml"
@@ -47,6 +50,7 @@ fcmp() { python3 -c "import sys; sys.exit(0 if $1 else 1)"; }
 a_up 1 || fail "zone-a is not up at start"
 # 20 calls/s for 30 s, each held 100 ms
 run_uac uac "127.0.0.1:$port" resil_uac_call.xml -s 1000 -m 600 -r 20 -d 100 -timeout 90s \
+    ${UAC_ARGS:-} \
     -trace_counts &
 UAC=$!
 PIDS+=("$UAC")
