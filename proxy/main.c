@@ -79,6 +79,12 @@ static int worker_listen_all(kl_worker_t *w, const kl_conf_t *conf)
 /* Gauges and counters read from live state at scrape time (worker thread). */
 static void worker_collect(kl_worker_t *w, kl_stats_t *into)
 {
+    uint64_t refused;
+
+    pthread_mutex_lock(&w->lock);
+    refused = w->posts_dropped;
+    pthread_mutex_unlock(&w->lock);
+    kl_stats_add(into, KL_ST_WORKER_INBOX_REFUSED, NULL, (double)refused);
     kl_router_collect(w->router, into, kl_now_ms());
     kl_proxy_collect(w->proxy, into);
     kl_dns_collect(w, into);

@@ -288,6 +288,16 @@ const kl_stat_family_t kl_stat_families[KL_ST_COUNT] = {
                           .help = "When keel started (Unix time)",
                           .type = KL_STAT_GAUGE,
                           .nlabels = 0},
+    [KL_ST_WORKER_HANDOFFS] = {.name = "keel_worker_handoffs_total",
+                               .help = "Messages a worker handed to the worker they belong to "
+                                       "(responses to its requests, BYEs of its calls)",
+                               .type = KL_STAT_COUNTER,
+                               .nlabels = 0},
+    [KL_ST_WORKER_INBOX_REFUSED] = {.name = "keel_worker_inbox_refused_total",
+                                    .help = "Hand-offs refused because the owner's inbox was full "
+                                            "or it was stopping",
+                                    .type = KL_STAT_COUNTER,
+                                    .nlabels = 0},
     [KL_ST_RTP_REPORTS] = {.name = "keel_rtp_reports_total",
                            .help =
                                "Media quality reports (P-RTP-Stat or X-RTP-Stat on a BYE or its "

@@ -87,6 +87,8 @@ typedef enum {
     KL_ST_RTP_PACKETS_LOST,
     KL_ST_RTP_JITTER,
     KL_ST_RTP_MOS,
+    KL_ST_WORKER_HANDOFFS,
+    KL_ST_WORKER_INBOX_REFUSED,
     KL_ST_COUNT
 } kl_stat_id_t;
 

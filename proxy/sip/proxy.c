@@ -180,6 +180,7 @@ void kl_proxy_dest_dead(kl_proxy_t *p, void *dest)
 
 void kl_proxy_collect(const kl_proxy_t *p, kl_stats_t *into)
 {
+    kl_stats_add(into, KL_ST_WORKER_HANDOFFS, NULL, (double)p->stats.handed_off);
     for (int i = 0; i < KL_DROP_COUNT; i++) {
         const char *l[] = {drop_names[i]};
 
@@ -723,7 +724,8 @@ static void dialog_end_elsewhere(kl_proxy_t *p, const char *cid, size_t len)
         b->len = len;
         memcpy(b->call_id, cid, len);
         b->call_id[len] = '\0';
-        kl_worker_post(p->w->peers[i], &b->post);
+        if (kl_worker_post(p->w->peers[i], &b->post) == KL_OK)
+            p->stats.handed_off++;
     }
 }
 

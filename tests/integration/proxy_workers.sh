@@ -64,4 +64,9 @@ echo "after 300 calls: calls in flight ${inflight:-0}, bulkhead calls zone-a ${o
 [ "${inflight:-0}" = 0 ] || fail "$inflight calls still in flight after every call ended"
 [ "${occ_a:-0}" = 0 ] && [ "${occ_b:-0}" = 0 ] || fail "bulkhead slots still held: zone-a $occ_a zone-b $occ_b"
 pass "100 calls hung up by the servers through two workers: none left in flight"
+handoffs=$(metric "$TMP/m.prom" keel_worker_handoffs_total)
+refused=$(metric "$TMP/m.prom" keel_worker_inbox_refused_total)
+echo "hand-offs between workers: $handoffs, refused: $refused"
+[ "$handoffs" -gt 0 ] || fail "no hand-off counted, yet responses crossed workers"
+[ "$refused" = 0 ] || fail "$refused hand-offs refused"
 stop_keel
