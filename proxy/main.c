@@ -163,18 +163,14 @@ static void health_news_post(kl_worker_t *to, const char *zone, const char *uri,
 
 /* The router's hook (kl_router_set_health_hook), on worker <arg>'s thread. */
 static void worker_health_change(void *arg, const char *zone, const char *uri, bool up,
-                                 const char *by)
+                                 kl_health_news_t news)
 {
     kl_worker_t *w = arg;
 
-    if (strcmp(by, "peer") == 0)
-        return; /* the prober's own news coming back */
-    if (w->id == 0) {
-        bool passed = strcmp(by, "probe_pass") == 0;
-
+    if (w->id == 0 && news != KL_HEALTH_NEWS_EVIDENCE) {
         for (unsigned i = 1; i < w->npeers; i++)
-            health_news_post(w->peers[i], zone, uri, up, false, passed);
-    } else if (!up && strcmp(by, "transport") == 0) {
+            health_news_post(w->peers[i], zone, uri, up, false, news == KL_HEALTH_NEWS_PROBE_PASS);
+    } else if (w->id != 0 && news == KL_HEALTH_NEWS_EVIDENCE) {
         health_news_post(w->peers[0], zone, uri, false, true, false);
     }
 }

@@ -880,12 +880,13 @@ static void dest_recovered(kl_router_t *r, kl_dest_state_t *s, const kl_conf_clu
                s->uri, why);
 }
 
-/* Applies a health change. Returns true when the destination went down. */
+/* Applies a health change; <why> names the evidence for the log, NULL for a
+ * change taken from the prober (logged, counted and told there). Returns
+ * true when the destination went down. */
 static bool dest_health_change(kl_router_t *r, kl_dest_state_t *s, const kl_conf_cluster_t *cc,
                                kl_health_change_t ch, uint64_t now_ms, const char *why)
 {
-    /* a change taken from the prober was logged and counted there */
-    bool own = strcmp(why, "peer") != 0;
+    bool own = why != NULL;
 
     if (ch == KL_HEALTH_WENT_DOWN) {
         s->up = false;
@@ -896,8 +897,8 @@ static bool dest_health_change(kl_router_t *r, kl_dest_state_t *s, const kl_conf
                    "event=destination_down zone=%s dest=%s by=%s consecutive_failures=%u "
                    "last_code=%d",
                    s->zone, s->uri, why, s->health.consec_fail, s->health.last_code);
-        if (r->health_fn != NULL)
-            r->health_fn(r->health_arg, s->zone, s->uri, false, why);
+        if (own && r->health_fn != NULL)
+            r->health_fn(r->health_arg, s->zone, s->uri, false, KL_HEALTH_NEWS_CHANGE);
         return true;
     }
     if (ch == KL_HEALTH_WENT_UP) {
@@ -910,8 +911,8 @@ static bool dest_health_change(kl_router_t *r, kl_dest_state_t *s, const kl_conf
             dest_recovered(r, s, cc, now_ms, "health");
         else if (cc != NULL && cc->slow_start.window > 0)
             s->slow_start_at = now_ms != 0 ? now_ms : 1;
-        if (r->health_fn != NULL)
-            r->health_fn(r->health_arg, s->zone, s->uri, true, why);
+        if (own && r->health_fn != NULL)
+            r->health_fn(r->health_arg, s->zone, s->uri, true, KL_HEALTH_NEWS_CHANGE);
     }
     return false;
 }
@@ -1002,7 +1003,7 @@ static bool router_report(void *router, const kl_target_t *t, kl_outcome_t o, in
                    dead;
         else if (s->up && r->health_fn != NULL)
             /* the prober decides, and its decision comes back at once */
-            r->health_fn(r->health_arg, s->zone, s->uri, false, "transport");
+            r->health_fn(r->health_arg, s->zone, s->uri, false, KL_HEALTH_NEWS_EVIDENCE);
     }
     return dead;
 }
@@ -1038,7 +1039,7 @@ static void tick_dest(kl_router_t *r, const kl_conf_cluster_t *cc, zone_rt_t *zr
             pr->deadline_ms = s->health.deadline_ms;
         }
         if (r->sync_now && r->health_fn != NULL)
-            r->health_fn(r->health_arg, s->zone, s->uri, s->up, "sync");
+            r->health_fn(r->health_arg, s->zone, s->uri, s->up, KL_HEALTH_NEWS_SYNC);
     } else if (s->health_started && !cc->health.enabled) {
         /* checks turned off by a reload: evidence ends, up again */
         s->health_started = false;
@@ -1104,7 +1105,7 @@ static void *router_probe_result(void *router, const char *zone, const char *uri
         dest_recovered(r, s, cl->conf, now_ms, "probe"); /* a passing probe ends an ejection */
     dead = dest_health_change(r, s, cl->conf, ch, now_ms, "probe");
     if (passed && r->health_fn != NULL)
-        r->health_fn(r->health_arg, s->zone, s->uri, s->up, "probe_pass");
+        r->health_fn(r->health_arg, s->zone, s->uri, s->up, KL_HEALTH_NEWS_PROBE_PASS);
     return dead ? s : NULL;
 }
 
@@ -1158,13 +1159,12 @@ void *kl_router_health_apply(kl_router_t *r, const char *zone, const char *uri, 
         dest_recovered(r, s, cl->conf, now_ms, "probe");
     if (!up)
         return s->up && dest_health_change(r, s, cl->conf, kl_health_force_down(&s->health, now_ms),
-                                           now_ms, "peer")
+                                           now_ms, NULL)
                    ? s
                    : NULL;
     if (!s->up)
         dest_health_change(r, s, cl->conf,
-                           kl_health_force_up(&s->health, &cl->conf->health, now_ms), now_ms,
-                           "peer");
+                           kl_health_force_up(&s->health, &cl->conf->health, now_ms), now_ms, NULL);
     return NULL;
 }
 

@@ -118,16 +118,19 @@ void kl_router_set_log(kl_router_t *r, const struct kl_log_ctx *log);
  * reset connection on a real request). The daemon carries the messages
  * between workers; the router only says what changed.
  *
- * <fn>(<arg>, zone, uri, up, by) is called on every up/down change of a
- * destination, <by> naming the evidence ("probe", "probe_timeout",
- * "transport", "checks_off", or "peer" for a change taken from the prober).
- * The prober also calls it with its current state, no change implied: by
- * "probe_pass" after each passing probe (which ends an ejection), and by
- * "sync" once a second for every checked destination, so a worker that
- * missed a change (a destination it did not know yet, one a reload brought
- * back) catches up within a second. */
+ * <fn>(<arg>, zone, uri, up, news) says what the other workers should
+ * hear: */
+typedef enum {
+    KL_HEALTH_NEWS_CHANGE,     /* this router changed the destination's state itself */
+    KL_HEALTH_NEWS_EVIDENCE,   /* not the prober: a transport error on a request, for it */
+    KL_HEALTH_NEWS_PROBE_PASS, /* the prober: a probe passed (it ends an ejection) */
+    KL_HEALTH_NEWS_SYNC,       /* the prober, once a second per checked destination: its state,
+                                  so a worker that missed a change (a destination it did not
+                                  know yet, one a reload brought back) catches up */
+} kl_health_news_t;
+/* Changes applied from the prober (kl_router_health_apply) are not news. */
 typedef void (*kl_router_health_fn)(void *arg, const char *zone, const char *uri, bool up,
-                                    const char *by);
+                                    kl_health_news_t news);
 void kl_router_set_health_hook(kl_router_t *r, kl_router_health_fn fn, void *arg);
 
 /* false: this router sends no probes and waits for the prober's decisions
