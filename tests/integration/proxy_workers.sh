@@ -17,18 +17,25 @@ start_uas uasb "$pb" uas_call.xml
 start_keel "$TMP/keel.yaml"
 grep -q "event=started .*workers=2" "$TMP/keel.log" || fail "keel did not start two workers"
 
-# four callers on four source ports, so both workers receive calls
-pids=()
-for i in 1 2 3 4; do
-    run_uac "uac$i" "127.0.0.1:$port" uac_call.xml -s 1000 -m 50 -r 25 -d 100 -timeout 60s &
-    pids+=($!)
-done
-for i in 1 2 3 4; do
-    wait "${pids[$((i - 1))]}" || fail "sipp uac$i: not every call succeeded: $(tail -5 "$TMP/uac$i.log")"
-done
-sleep 1.5
-ok=0
-for i in 1 2 3 4; do ok=$((ok + $(stat "uac$i" "SuccessfulCall(C)"))); done
+# callers NAME SCENARIO SIPP-ARGS...: four SIPp callers at once, on four
+# source ports (so both workers receive calls); prints their successful
+# calls in all, fails when one of them saw a call fail
+callers() {
+    local name=$1 sf=$2 pids=() ok=0
+    shift 2
+    for i in 1 2 3 4; do
+        run_uac "$name$i" "127.0.0.1:$port" "$sf" "$@" &
+        pids+=($!)
+    done
+    for i in 1 2 3 4; do
+        wait "${pids[$((i - 1))]}" || fail "sipp $name$i: not every call succeeded: $(tail -5 "$TMP/$name$i.log")"
+    done
+    sleep 1.5
+    for i in 1 2 3 4; do ok=$((ok + $(stat "$name$i" "SuccessfulCall(C)"))); done
+    echo "$ok"
+}
+
+ok=$(callers uac uac_call.xml -s 1000 -m 50 -r 25 -d 100 -timeout 60s) || exit 1
 a=$(uas_count uasa INVITE_Recv); b=$(uas_count uasb INVITE_Recv)
 ba=$(uas_count uasa BYE_Recv); bb=$(uas_count uasb BYE_Recv)
 echo "successful=$ok zone-a INVITEs=$a BYEs=$ba zone-b INVITEs=$b BYEs=$bb"
@@ -36,7 +43,6 @@ echo "successful=$ok zone-a INVITEs=$a BYEs=$ba zone-b INVITEs=$b BYEs=$bb"
 [ $((a + b)) -eq 200 ] || fail "the servers got $((a + b)) INVITEs for 200 calls: responses lost between workers"
 [ $((ba + bb)) -eq 200 ] || fail "the servers got $((ba + bb)) BYEs for 200 calls"
 [ "$a" -ge 70 ] && [ "$b" -ge 70 ] || fail "50/50 zones split $a/$b"
-# both workers worked: each logs its own summary of requests
 pass "200 calls through two workers: each INVITE reached a server once, split $a/$b"
 
 # ---- the servers hang up ----
@@ -44,17 +50,7 @@ stop_pid "$uasa_PID"
 stop_pid "$uasb_PID"
 start_uas uasa2 "$pa" uas_call_bye.xml u1
 start_uas uasb2 "$pb" uas_call_bye.xml u1
-pids=()
-for i in 1 2 3 4; do
-    run_uac "cb$i" "127.0.0.1:$port" uac_call_callee_bye.xml -s 1000 -m 25 -r 25 -timeout 60s &
-    pids+=($!)
-done
-for i in 1 2 3 4; do
-    wait "${pids[$((i - 1))]}" || fail "sipp cb$i: not every call hung up by its server succeeded: $(tail -5 "$TMP/cb$i.log")"
-done
-sleep 1.5
-ok=0
-for i in 1 2 3 4; do ok=$((ok + $(stat "cb$i" "SuccessfulCall(C)"))); done
+ok=$(callers cb uac_call_callee_bye.xml -s 1000 -m 25 -r 25 -timeout 60s) || exit 1
 [ "$ok" -eq 100 ] || fail "$ok of 100 calls hung up by the server succeeded"
 scrape "$TMP/m.prom"
 inflight=$(metric "$TMP/m.prom" keel_calls_in_flight)
