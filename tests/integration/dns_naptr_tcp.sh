@@ -11,17 +11,6 @@ command -v dnsmasq >/dev/null || fail "dnsmasq is not installed (scripts/setup i
 port=$(free_port); ADMIN_PORT=$(free_port); dns=$(free_port)
 ut=$(free_port); uu=$(free_port); us=$(free_port)
 
-start_dnsmasq() {
-    local name=$1 p=$2
-    shift 2
-    dnsmasq --no-daemon --port="$p" --listen-address=127.0.0.1 --bind-interfaces \
-        --no-resolv --no-hosts --local=/test/ --pid-file="$TMP/$name.pid" \
-        --log-queries --log-facility=- "$@" >"$TMP/$name.log" 2>&1 &
-    eval "${name}_PID=$!"
-    PIDS+=("$!")
-    wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$p" up.test A >/dev/null \
-        || fail "dnsmasq $name did not come up on $p"
-}
 
 start_dnsmasq dns "$dns" --local-ttl=10 \
     --naptr-record=zone-t.test,5,10,s,SIP+D2S,,_sip._sctp.zone-t.test \

@@ -16,6 +16,8 @@ ua=$(free_port); ub=$(free_port)
 
 # start_dnsmasq NAME PORT ARGS...: dnsmasq authoritative for the zone
 # "test" on 127.0.0.1:PORT (NXDOMAIN answers carry its SOA)
+# (not common.sh's: this one is authoritative for test., so NXDOMAIN comes
+# with the SOA whose minimum sets the negative-cache time)
 start_dnsmasq() {
     local name=$1 p=$2
     shift 2

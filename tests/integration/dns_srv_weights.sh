@@ -16,17 +16,6 @@ u1=$(free_port); u2=$(free_port); u3=$(free_port)
 
 # start_dnsmasq NAME PORT ARGS...: dnsmasq on 127.0.0.1:PORT, authoritative
 # for nothing but answering *.test itself (no upstream), PID in NAME_PID.
-start_dnsmasq() {
-    local name=$1 p=$2
-    shift 2
-    dnsmasq --no-daemon --port="$p" --listen-address=127.0.0.1 --bind-interfaces \
-        --no-resolv --no-hosts --local=/test/ --pid-file="$TMP/$name.pid" \
-        --log-queries --log-facility=- "$@" >"$TMP/$name.log" 2>&1 &
-    eval "${name}_PID=$!"
-    PIDS+=("$!")
-    wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$p" up.test A >/dev/null \
-        || fail "dnsmasq $name did not come up on $p"
-}
 
 start_dnsmasq dns "$dns" --local-ttl=10 \
     --srv-host=_sip._udp.zone-a.test,a1.zone-a.test,$u1,10,70 \

@@ -16,17 +16,6 @@ CALLS=$((SECS * 50))
 port=$(free_port); ADMIN_PORT=$(free_port); d1=$(free_port); d2=$(free_port)
 u1=$(free_port); u2=$(free_port)
 
-start_dnsmasq() {
-    local name=$1 p=$2
-    shift 2
-    dnsmasq --no-daemon --port="$p" --listen-address=127.0.0.1 --bind-interfaces \
-        --no-resolv --no-hosts --local=/test/ --pid-file="$TMP/$name.pid" \
-        --log-queries --log-facility=- "$@" >>"$TMP/$name.log" 2>&1 &
-    eval "${name}_PID=$!"
-    PIDS+=("$!")
-    wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$p" up.test A >/dev/null \
-        || fail "dnsmasq $name did not come up on $p"
-}
 RECORDS=(--local-ttl=5
     --naptr-record=zone-b.test,10,10,s,SIP+D2U,,_sip._udp.zone-b.test
     --srv-host=_sip._udp.zone-b.test,b1.zone-b.test,$u1,10,50

@@ -170,6 +170,22 @@ print(rows[-1][col])
 PY
 }
 
+# start_dnsmasq NAME PORT DNSMASQ-ARGS...: a dnsmasq on 127.0.0.1:PORT that
+# answers only for *.test from the records in its arguments (log in
+# $TMP/NAME.log, PID in NAME_PID, stopped on exit); waits until it answers
+# a query (any answer: up.test has no record, NXDOMAIN will do).
+start_dnsmasq() {
+    local name=$1 p=$2
+    shift 2
+    dnsmasq --no-daemon --port="$p" --listen-address=127.0.0.1 --bind-interfaces \
+        --no-resolv --no-hosts --local=/test/ --pid-file="$TMP/$name.pid" \
+        --log-queries --log-facility=- "$@" >>"$TMP/$name.log" 2>&1 &
+    eval "${name}_PID=$!"
+    PIDS+=("$!")
+    wait_until 5 python3 "$LIB_DIR/dnsconf.py" query "$p" up.test A >/dev/null \
+        || fail "dnsmasq $name did not come up on $p"
+}
+
 # ---- the admin API (issue 4); ADMIN_PORT set by the test, ADMIN_TOKEN
 # optional (sent as a bearer token on POSTs) ----
 
